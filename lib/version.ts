@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { binding, packageRoot } from './binding.js'
+
+/** Where the build found LibTorch (see the README, "How LibTorch is found"). */
+export type LibtorchSource = 'LIBTORCH' | 'python' | 'system'
+
+/** A GPU that LibTorch can use. */
+export interface CudaDeviceInfo {
+  /** Its index, as in `device: 'cuda:N'`. */
+  index: number
+  /** The GPU's name; empty when the addon was built without CUDA headers. */
+  name: string
+  /** Its memory in bytes; 0 when unknown. */
+  totalMemory: number
+}
+
+/** What `version()` returns. */
+export interface VersionInfo {
+  /** This package's version. */
+  siameseTorch: string
+  /** The LibTorch version the addon was compiled against, e.g. `"1.13.0"`. */
+  libtorch: string
+  /** Where the build found LibTorch. */
+  libtorchSource: LibtorchSource
+  /** The LibTorch library file loaded at run time. */
+  libtorchLibrary: string
+  /** True when LibTorch can use at least one CUDA GPU now. */
+  cuda: boolean
+  /** True when the addon was built against a CUDA LibTorch. */
+  cudaBuild: boolean
+  /** How many CUDA GPUs LibTorch sees. */
+  cudaDevices: number
+  /** Those GPUs. */
+  gpus: CudaDeviceInfo[]
+  /** LibTorch's intra-op thread count (default: the number of physical cores). */
+  threads: number
+}
+
+let packageVersion: string | undefined
+
+function readPackageVersion (): string {
+  const manifest = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+  return manifest.version
+}
+
+/**
+ * Versions and capabilities of siamese-torch and the LibTorch it runs on, read from the addon.
+ *
+ * @example
+ * ```ts
+ * import { version } from 'siamese-torch'
+ * const v = version()
+ * console.log(`LibTorch ${v.libtorch} (${v.libtorchSource}), CUDA: ${v.cuda}`)
+ * ```
+ */
+export function version (): VersionInfo {
+  const native = binding().version()
+  packageVersion ??= readPackageVersion()
+  return {
+    siameseTorch: packageVersion,
+    libtorch: native.libtorch,
+    libtorchSource: native.libtorchSource as LibtorchSource,
+    libtorchLibrary: native.libtorchLibrary,
+    cuda: native.cuda,
+    cudaBuild: native.cudaBuild,
+    cudaDevices: native.cudaDevices.length,
+    gpus: native.cudaDevices.map((d) => ({ ...d })),
+    threads: native.threads
+  }
+}

@@ -1,0 +1,64 @@
+// Entry points of the addon. Holds no math and no file formats: it converts between JavaScript
+// values and the plain C++ structs of native/core.
+#include <napi.h>
+
+#include "../core/torch_info.h"
+#include "errors.h"
+#include "instance.h"
+
+#ifndef SIAMESE_TORCH_LIBTORCH_SOURCE
+#error "SIAMESE_TORCH_LIBTORCH_SOURCE must name where the build found LibTorch"
+#endif
+#define SIAMESE_STRINGIFY_(x) #x
+#define SIAMESE_STRINGIFY(x) SIAMESE_STRINGIFY_(x)
+
+namespace siamese::addon {
+namespace {
+
+// init(ErrorClass): lib/ hands over the error class that every rejection is an instance of.
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsFunction()) {
+    throw Napi::TypeError::New(env, "init expects the SiameseTorchError class");
+  }
+  Instance::get(env)->errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const core::TorchInfo torch = core::torchInfo();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("libtorch", torch.libtorchVersion);
+    out.Set("libtorchSource", SIAMESE_STRINGIFY(SIAMESE_TORCH_LIBTORCH_SOURCE));
+    out.Set("libtorchLibrary", torch.libtorchLibrary);
+    out.Set("cudaBuild", torch.cudaBuild);
+    out.Set("cuda", torch.cudaAvailable);
+    Napi::Array devices = Napi::Array::New(env, torch.cudaDevices.size());
+    for (size_t i = 0; i < torch.cudaDevices.size(); ++i) {
+      const core::CudaDevice& d = torch.cudaDevices[i];
+      Napi::Object device = Napi::Object::New(env);
+      device.Set("index", d.index);
+      device.Set("name", d.name);
+      device.Set("totalMemory", static_cast<double>(d.totalMemoryBytes));
+      devices.Set(static_cast<uint32_t>(i), device);
+    }
+    out.Set("cudaDevices", devices);
+    out.Set("threads", torch.threads);
+    return out;
+  });
+}
+
+}  // namespace
+}  // namespace siamese::addon
+
+static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
+  using namespace siamese::addon;
+  env.SetInstanceData(new Instance());
+  exports.Set("init", Napi::Function::New(env, Init, "init"));
+  exports.Set("version", Napi::Function::New(env, Version, "version"));
+  return exports;
+}
+
+NODE_API_MODULE(siamese_torch, RegisterModule)

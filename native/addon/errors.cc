@@ -1,0 +1,45 @@
+#include "errors.h"
+
+#include <new>
+
+#include <c10/util/Exception.h>
+
+#include "instance.h"
+
+namespace siamese::addon {
+
+ErrorInfo describeCurrentException() {
+  try {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    return {"ERR_TORCH_OOM", e.what_without_backtrace(), ""};
+  } catch (const c10::Error& e) {
+    return {"ERR_TORCH", e.what_without_backtrace(), ""};
+  } catch (const std::bad_alloc&) {
+    return {"ERR_NATIVE_OOM", "out of memory", ""};
+  } catch (const std::exception& e) {
+    return {"ERR_NATIVE", e.what(), ""};
+  } catch (...) {
+    return {"ERR_NATIVE", "unknown native exception", ""};
+  }
+}
+
+Napi::Error makeError(Napi::Env env, const ErrorInfo& info) {
+  const Instance* instance = Instance::get(env);
+  if (instance == nullptr || instance->errorClass.IsEmpty()) {
+    // Only reachable before lib/ has registered its class: still give the code.
+    Napi::Error error = Napi::Error::New(env, info.message);
+    error.Set("code", Napi::String::New(env, info.code));
+    return error;
+  }
+  Napi::Object options = Napi::Object::New(env);
+  if (!info.path.empty()) options.Set("path", Napi::String::New(env, info.path));
+  Napi::Object error = instance->errorClass.New({
+      Napi::String::New(env, info.message),
+      Napi::String::New(env, info.code),
+      options,
+  });
+  return Napi::Error(env, error);
+}
+
+}  // namespace siamese::addon

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Compiles every native source (-fsyntax-only, -Wall -Wextra -Werror) against LibTorch 2.6 headers
+# from Debian 13 (trixie): once against libtorch-dev (CPU) and once against libtorch-cuda-dev with
+# SIAMESE_TORCH_CUDA on and the CUDA toolkit headers. GPU machines run torch 2.x; this keeps our
+# code valid there although this machine has LibTorch 1.13.
+#
+# The packages are downloaded with apt-get download into a private apt state (the system's apt
+# configuration is not touched) and unpacked with dpkg -x into a cache folder: never installed,
+# since their libraries need a newer libc. Cache: $SIAMESE_TORCH_CACHE, else
+# ${XDG_CACHE_HOME:-~/.cache}/siamese-torch.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${SIAMESE_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/siamese-torch}/torch26
+packages=(libtorch-dev libtorch-cuda-dev nvidia-cuda-dev libcu++-dev)
+
+# The Debian mirror this machine already uses, so that nothing new is named here.
+debian_mirror() {
+  local uri=""
+  if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+    uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ && u != "" && $0 !~ /security/ { print u; exit }' \
+      /etc/apt/sources.list.d/*.sources)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
+      /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { echo "check-torch26: no Debian mirror found in /etc/apt" >&2; return 1; }
+  echo "$uri"
+}
+
+fetch_headers() {
+  local apt="$cache/apt" debs="$cache/debs"
+  rm -rf "$cache" && mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main contrib non-free" \
+    > "$apt/sources.list"
+  local opts=(
+    -o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o Dir::State::status=/dev/null
+    -o APT::Sandbox::User=root -o "APT::Architecture=$(dpkg --print-architecture)"
+  )
+  echo "check-torch26: downloading ${packages[*]} (trixie) into $cache"
+  apt-get "${opts[@]}" -qq update
+  (cd "$debs" && apt-get "${opts[@]}" -qq download "${packages[@]}")
+  dpkg -x "$debs"/libtorch-dev_*.deb "$cache/cpu"
+  dpkg -x "$debs"/libtorch-cuda-dev_*.deb "$cache/cuda"
+  dpkg -x "$debs"/libcu++-dev_*.deb "$cache/cuda-toolkit"
+  # nvidia-cuda-dev is 900 MB of libraries; only its headers are needed.
+  dpkg-deb --fsys-tarfile "$debs"/nvidia-cuda-dev_*.deb | tar -x -C "$cache/cuda-toolkit" --wildcards './usr/include/*'
+  (cd "$debs" && ls) > "$cache/stamp"
+  rm -rf "$debs" "$apt"
+}
+
+[ -f "$cache/stamp" ] || fetch_headers
+
+node_api=$(cd "$here" && node -p "require('node-api-headers').include_dir")
+addon_api=$(cd "$here" && node -p "require('node-addon-api').include_dir")
+mapfile -t sources < <(grep -v '^\s*$' "$here/native/sources.txt")
+
+# One compile; fails on any error or warning, and when a LibTorch header comes from the system's
+# own LibTorch (/usr/include) instead of the 2.6 tree.
+check() {
+  local label=$1 source=$2; shift 2
+  local log
+  log=$(mktemp)
+  if ! g++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -H \
+      -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS \
+      -DNODE_ADDON_API_DISABLE_DEPRECATED -DSIAMESE_TORCH_LIBTORCH_SOURCE=system \
+      -isystem "$node_api" -isystem "$addon_api" "$@" "$here/$source" 2>"$log"; then
+    grep -v '^\.\+ \|^Multiple include guards\|^/' "$log" >&2 || true
+    echo "FAIL $label $source" >&2
+    rm -f "$log"
+    return 1
+  fi
+  if grep -qE '^\.+ /usr/include/(torch|ATen|c10|caffe2)/' "$log"; then
+    grep -E '^\.+ /usr/include/(torch|ATen|c10|caffe2)/' "$log" | head -3 >&2
+    echo "FAIL $label $source: a LibTorch header came from /usr/include, not from 2.6" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+  echo "ok   $label $source"
+}
+
+cpu=$cache/cpu/usr/include
+cuda=$cache/cuda/usr/include
+status=0
+for source in "${sources[@]}"; do
+  check "torch 2.6 cpu " "$source" -isystem "$cpu" -isystem "$cpu/torch/csrc/api/include" || status=1
+  check "torch 2.6 cuda" "$source" -DSIAMESE_TORCH_CUDA -isystem "$cuda" -isystem "$cuda/torch/csrc/api/include" \
+    -isystem "$cache/cuda-toolkit/usr/include" || status=1
+done
+[ "$status" -eq 0 ] && echo "check-torch26: every native source compiles against LibTorch 2.6 (CPU and CUDA)"
+exit "$status"
