@@ -3,18 +3,21 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync, rmSync, copyFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createRequire } from 'node:module'
 import { run, node, root } from './helpers/run.mjs'
+
+const require = createRequire(import.meta.url)
 
 const scratch = mkdtempSync(join(tmpdir(), 'siamese-loader-'))
 t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
 
 // Loads the package in a child with SIAMESE_TORCH_ADDON=file and returns the error it throws.
-function loadError (file) {
+function loadError (file, env = {}) {
   const r = node(['-e', `
     const { version } = require('siamese-torch')
     try { version(); console.log('loaded') } catch (err) {
       console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message }))
-    }`], { env: { SIAMESE_TORCH_ADDON: file } })
+    }`], { env: { ...env, SIAMESE_TORCH_ADDON: file } })
   if (r.status !== 0) throw new Error(r.stderr)
   return r.stdout.trim() === 'loaded' ? null : JSON.parse(r.stdout)
 }
@@ -62,10 +65,14 @@ t.test('an undefined symbol: ABI mismatch', async (t) => {
   t.match(err.message, 'symbol_of_another_abi')
 })
 
-t.test('the real addon, copied elsewhere, still finds LibTorch by rpath', async (t) => {
+t.test('the built addon finds LibTorch by rpath, and loads from anywhere', async (t) => {
+  const built = join(root, 'build', 'Release', 'siamese_torch.node')
+  const { found } = require('../scripts/find-libtorch.js').findLibtorch()
+  const dynamic = run('readelf', ['-d', built])
+  t.equal(dynamic.status, 0, dynamic.stderr)
+  t.match(dynamic.stdout, new RegExp(`\\((RUNPATH|RPATH)\\)\\s+Library r(un)?path: \\[[^\\]]*${found.libDir}`),
+    `rpath names ${found.libDir}`)
   const file = join(scratch, 'copy.node')
-  copyFileSync(join(root, 'build', 'Release', 'siamese_torch.node'), file)
-  const env = { ...process.env }
-  delete env.LD_LIBRARY_PATH
-  t.equal(loadError(file), null)
+  copyFileSync(built, file)
+  t.equal(loadError(file, { LD_LIBRARY_PATH: '' }), null, 'a copy elsewhere loads without LD_LIBRARY_PATH')
 })
