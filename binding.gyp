@@ -16,7 +16,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-Wall", "-Wextra", "<!@(node scripts/find-libtorch.js --gyp cflags)"],
       "ldflags": ["<!@(node scripts/find-libtorch.js --gyp ldflags)"],
-      "libraries": ["<!@(node scripts/find-libtorch.js --gyp libraries)"]
+      "libraries": ["<!@(node scripts/find-libtorch.js --gyp libraries)", "-lz"]
     }
   ]
 }

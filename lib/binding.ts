@@ -22,10 +22,30 @@ export interface NativeVersion {
   threads: number
 }
 
+/** Both files of one IDX split, as read natively. */
+export interface NativeIdxSplit {
+  images: Buffer
+  labels: Buffer
+  count: number
+  width: number
+  height: number
+}
+
+/** Triplets of image indices (anchor, same-class positive, other-class negative). */
+export interface NativeTriplets {
+  anchor: Int32Array
+  positive: Int32Array
+  negative: Int32Array
+}
+
 /** The raw addon: plain values in, plain values out; every check happens before a call. */
 export interface Binding {
   init(errorClass: typeof SiameseTorchError): void
   version(): NativeVersion
+  readIdx(imagesPath: string, labelsPath: string, numClasses: number): Promise<NativeIdxSplit>
+  sampleTriplets(labels: Int32Array, numClasses: number, scheme: 'reference' | 'balanced', seed: number, epoch: number): NativeTriplets
+  classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
+    seed: number, epoch: number): Int32Array
 }
 
 /** The package's root folder (dist/ sits in it). */

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_BAD_FILE'
   | 'ERR_CHECKSUM'
+  | 'ERR_DOWNLOAD'
   | 'ERR_BUSY'
   | 'ABORT_ERR'
   | 'ERR_TORCH'
@@ -47,5 +48,28 @@ export class SiameseTorchError extends Error {
     this.name = 'SiameseTorchError'
     this.code = code
     if (options.path !== undefined) this.path = options.path
+  }
+}
+
+/** The caller's stack, captured before going native (see `rethrowAtCallSite`). */
+export function callSite (): { stack?: string } {
+  const holder: { stack?: string } = {}
+  Error.captureStackTrace(holder, callSite)
+  return holder
+}
+
+/**
+ * Awaits `promise`; a SiameseTorchError it rejects with gets the caller's stack instead of the
+ * internal one, so that users see where they called siamese-torch (sharp's habit).
+ */
+export async function rethrowAtCallSite<T> (promise: Promise<T>, site: { stack?: string }): Promise<T> {
+  try {
+    return await promise
+  } catch (err) {
+    if (err instanceof SiameseTorchError && site.stack !== undefined) {
+      const frames = site.stack.split('\n').slice(1).join('\n')
+      err.stack = `${err.name} [${err.code}]: ${err.message}\n${frames}`
+    }
+    throw err
   }
 }

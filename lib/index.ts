@@ -6,3 +6,8 @@ export { version } from './version.js'
 export type { VersionInfo, CudaDeviceInfo, LibtorchSource } from './version.js'
 export { SiameseTorchError } from './errors.js'
 export type { ErrorCode, SiameseTorchErrorOptions } from './errors.js'
+export { datasets } from './datasets/index.js'
+export type {
+  LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
+  ImageFolderOptions, PairScheme, Triplets, Pairs, SamplingOptions, BatchOptions
+} from './datasets/index.js'

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "../core/torch_info.h"
+#include "data.h"
 #include "errors.h"
 #include "instance.h"
 
@@ -58,6 +59,7 @@ static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new Instance());
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
+  registerData(env, exports);
   return exports;
 }
 

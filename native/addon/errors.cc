@@ -4,6 +4,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "../core/errors.h"
 #include "instance.h"
 
 namespace siamese::addon {
@@ -11,6 +12,10 @@ namespace siamese::addon {
 ErrorInfo describeCurrentException() {
   try {
     throw;
+  } catch (const core::BadFileError& e) {
+    return {"ERR_BAD_FILE", e.what(), e.path()};
+  } catch (const core::InvalidArgumentError& e) {
+    return {"ERR_INVALID_ARG", e.what(), ""};
   } catch (const c10::OutOfMemoryError& e) {
     return {"ERR_TORCH_OOM", e.what_without_backtrace(), ""};
   } catch (const c10::Error& e) {

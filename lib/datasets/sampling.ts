@@ -1,0 +1,136 @@
+// Typed wrappers over the native samplers. Indices refer to images of the set they were drawn
+// from. All are seeded: the same set, options and seed give the same result on every machine.
+import { binding } from '../binding.js'
+import { integerIn, invalidArg, optionsObject, seedOption } from '../validate.js'
+import { assertLabelledImages } from './arrays.js'
+import type { LabelledImages } from './types.js'
+
+/**
+ * How training pairs are drawn:
+ * - `'reference'`: exactly the recipe's scheme (RECIPE.md): for each class and j in 0..499, anchor
+ *   = image j of the class, positive = image j + r (r uniform in 0..100, so r = 0 pairs an image
+ *   with itself, as the original does), negative = image j of a uniformly chosen other class.
+ *   Drawn once; needs 600 images in every class.
+ * - `'balanced'`: every image (of a class with two or more) is an anchor once an epoch, in a
+ *   shuffled order; the positive is another image of its class, never itself; the negative an
+ *   image of a uniformly chosen other class. Fresh every epoch.
+ */
+export type PairScheme = 'reference' | 'balanced'
+
+/** Index triplets: `anchor[i]` and `positive[i]` share a class, `negative[i]` is of another. */
+export interface Triplets {
+  anchor: Int32Array
+  positive: Int32Array
+  negative: Int32Array
+}
+
+/** Index pairs with their target: `same[i]` is 1 when `left[i]` and `right[i]` share a class. */
+export interface Pairs {
+  left: Int32Array
+  right: Int32Array
+  same: Uint8Array
+}
+
+/** Options of `datasets.triplets` and `datasets.pairs`. */
+export interface SamplingOptions {
+  /** Default `'balanced'`. */
+  scheme?: PairScheme
+  /** Default 0. */
+  seed?: number
+  /** Epoch number, for the schemes that draw afresh each epoch. Default 0. */
+  epoch?: number
+}
+
+/** Options of `datasets.classBalancedBatches`. */
+export interface BatchOptions {
+  /** P: distinct classes in each batch. */
+  classesPerBatch: number
+  /** K: images of each of those classes. */
+  imagesPerClass: number
+  seed?: number
+  epoch?: number
+}
+
+function schemeOption (value: unknown): PairScheme {
+  if (value === undefined) return 'balanced'
+  if (value === 'reference' || value === 'balanced') return value
+  throw invalidArg('scheme', "'reference' or 'balanced'", value)
+}
+
+/**
+ * Triplets (anchor, positive, negative) of `set` under a pair scheme.
+ *
+ * @example
+ * ```ts
+ * const { train } = await datasets.embedded()
+ * const t = datasets.triplets(train, { scheme: 'reference', seed: 1 })
+ * console.log(t.anchor.length) // 5000
+ * ```
+ */
+export function triplets (set: LabelledImages, options?: SamplingOptions): Triplets {
+  const s = assertLabelledImages(set, 'set')
+  const o = optionsObject(options, 'options', ['scheme', 'seed', 'epoch'])
+  const scheme = schemeOption(o['scheme'])
+  const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
+  const epoch = o['epoch'] === undefined ? 0 : integerIn(o['epoch'], 'epoch', 0)
+  return binding().sampleTriplets(s.labels, s.classes.length, scheme, seed, epoch)
+}
+
+/** Pairs from triplets: (anchor, positive, same = 1) then (anchor, negative, same = 0), for each. */
+export function pairsFromTriplets (t: Triplets): Pairs {
+  const n = t.anchor.length
+  const left = new Int32Array(2 * n)
+  const right = new Int32Array(2 * n)
+  const same = new Uint8Array(2 * n)
+  for (let i = 0; i < n; i++) {
+    left[2 * i] = left[2 * i + 1] = t.anchor[i] as number
+    right[2 * i] = t.positive[i] as number
+    right[2 * i + 1] = t.negative[i] as number
+    same[2 * i] = 1
+  }
+  return { left, right, same }
+}
+
+/**
+ * Labelled pairs of `set`: one "same" and one "different" pair per triplet, so always balanced.
+ *
+ * @example
+ * ```ts
+ * const p = datasets.pairs(train, { seed: 7, epoch: 3 })
+ * ```
+ */
+export function pairs (set: LabelledImages, options?: SamplingOptions): Pairs {
+  return pairsFromTriplets(triplets(set, options))
+}
+
+/**
+ * The fixed test pairs of a set: the balanced scheme with a fixed seed (default 0) and epoch 0.
+ * Accuracy measured on them compares between runs, machines and tools.
+ */
+export function testPairs (set: LabelledImages, options?: { seed?: number }): Pairs {
+  const o = optionsObject(options, 'options', ['seed'])
+  return pairs(set, { scheme: 'balanced', seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed'), epoch: 0 })
+}
+
+/**
+ * Class-balanced batches for online triplet mining (batch-hard, semi-hard): each batch has
+ * `imagesPerClass` images of each of `classesPerBatch` distinct classes.
+ *
+ * @example
+ * ```ts
+ * const batches = datasets.classBalancedBatches(train, { classesPerBatch: 8, imagesPerClass: 4 })
+ * batches[0].length // 32
+ * ```
+ */
+export function classBalancedBatches (set: LabelledImages, options: BatchOptions): Int32Array[] {
+  const s = assertLabelledImages(set, 'set')
+  const o = optionsObject(options, 'options', ['classesPerBatch', 'imagesPerClass', 'seed', 'epoch'])
+  const p = integerIn(o['classesPerBatch'], 'classesPerBatch', 2, s.classes.length)
+  const k = integerIn(o['imagesPerClass'], 'imagesPerClass', 2, 1 << 16)
+  const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
+  const epoch = o['epoch'] === undefined ? 0 : integerIn(o['epoch'], 'epoch', 0)
+  const flat = binding().classBalancedBatches(s.labels, s.classes.length, p, k, seed, epoch)
+  const out: Int32Array[] = []
+  for (let i = 0; i < flat.length; i += p * k) out.push(flat.subarray(i, i + p * k))
+  return out
+}

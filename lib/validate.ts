@@ -1,0 +1,78 @@
+// Argument checks, all with one message template (sharp's habit):
+//   Expected <what> for <option> but received <value>
+import { SiameseTorchError } from './errors.js'
+
+/** A short, readable rendering of any value for an error message. */
+export function describeValue (value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'string') return value.length > 60 ? `string "${value.slice(0, 57)}..."` : `string "${value}"`
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `${typeof value} ${String(value)}`
+  }
+  if (typeof value === 'function') return 'a function'
+  if (Array.isArray(value)) return `an array of length ${value.length}`
+  if (ArrayBuffer.isView(value)) {
+    const length = 'length' in value ? (value as unknown as { length: number }).length : value.byteLength
+    return `${value.constructor.name} of length ${length}`
+  }
+  const name = (value as object).constructor?.name
+  return name && name !== 'Object' ? `a ${name}` : 'an object'
+}
+
+/** The ERR_INVALID_ARG error for option `name`. */
+export function invalidArg (name: string, expected: string, actual: unknown): SiameseTorchError {
+  return new SiameseTorchError(`Expected ${expected} for ${name} but received ${describeValue(actual)}`, 'ERR_INVALID_ARG')
+}
+
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value)
+}
+
+/** An options object (or undefined, meaning {}), with no keys other than `known`. */
+export function optionsObject (value: unknown, name: string, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) throw invalidArg(name, 'an object', value)
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new SiameseTorchError(`Expected only the options ${known.join(', ')} for ${name} but received an unknown option "${key}"`,
+        'ERR_INVALID_ARG')
+    }
+  }
+  return value
+}
+
+export function integerIn (value: unknown, name: string, min: number, max: number = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`
+    throw invalidArg(name, range, value)
+  }
+  return value
+}
+
+export function numberIn (value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw invalidArg(name, `a number from ${min} to ${max}`, value)
+  }
+  return value
+}
+
+export function nonEmptyString (value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalidArg(name, 'a non-empty string', value)
+  return value
+}
+
+export function booleanOption (value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw invalidArg(name, 'a boolean', value)
+  return value
+}
+
+export function functionOption<T extends (...args: never[]) => unknown> (value: unknown, name: string): T {
+  if (typeof value !== 'function') throw invalidArg(name, 'a function', value)
+  return value as T
+}
+
+/** Seeds are integers from 0 to 2^53 - 1 (exact in a double, passed to C++ as uint64). */
+export function seedOption (value: unknown, name: string): number {
+  return integerIn(value, name, 0)
+}

@@ -1,0 +1,42 @@
+// Small conversions between JavaScript values and C++ values. lib/ has validated every argument
+// before it gets here; these checks only keep a misuse of the raw addon from crashing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <napi.h>
+
+namespace siamese::addon {
+
+inline Napi::TypeError argError(Napi::Env env, const std::string& what) {
+  return Napi::TypeError::New(env, "siamese-torch addon: expected " + what);
+}
+
+inline std::string stringArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsString()) throw argError(info.Env(), "a string as argument " + std::to_string(i));
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+inline double numberArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw argError(info.Env(), "a number as argument " + std::to_string(i));
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+inline Napi::Int32Array int32ArrayArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw argError(info.Env(), "an Int32Array as argument " + std::to_string(i));
+  }
+  return info[i].As<Napi::Int32Array>();
+}
+
+template <typename T>
+Napi::Int32Array toInt32Array(Napi::Env env, const std::vector<T>& values) {
+  Napi::Int32Array out = Napi::Int32Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<int32_t>(values[i]);
+  return out;
+}
+
+}  // namespace siamese::addon

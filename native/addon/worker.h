@@ -1,0 +1,68 @@
+// A promise settled by work done off the main thread. The work runs on libuv's pool (short jobs
+// only: reading files, predicting); it sees only plain C++ values, and JavaScript values are built
+// in OnOK on the main thread. Every exception becomes a coded rejection.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include <napi.h>
+
+#include "errors.h"
+
+namespace siamese::addon {
+
+template <typename Result>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<Result()>;
+  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  static Napi::Promise Start(Napi::Env env, Work work, ToJs toJs) {
+    auto* worker = new PromiseWorker(env, std::move(work), std::move(toJs));
+    Napi::Promise promise = worker->deferred_.Promise();
+    worker->Queue();
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      result_.emplace(work_());
+    } catch (...) {
+      error_ = describeCurrentException();
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (error_) {
+      deferred_.Reject(makeError(env, *error_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(toJs_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      deferred_.Reject(makeError(env, describeCurrentException()).Value());
+    }
+  }
+
+ private:
+  PromiseWorker(Napi::Env env, Work work, ToJs toJs)
+      : Napi::AsyncWorker(env, "siamese-torch"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        toJs_(std::move(toJs)) {}
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  ToJs toJs_;
+  std::optional<Result> result_;
+  std::optional<ErrorInfo> error_;
+};
+
+}  // namespace siamese::addon
