@@ -60,7 +60,7 @@ function main () {
   write('train-labels-idx1-ubyte', idxLabels(split.train.labels))
   write('t10k-images-idx3-ubyte', idxImages(split.test.images))
   write('t10k-labels-idx1-ubyte', idxLabels(split.test.labels))
-  console.log(`embedded MNIST: ${split.train.labels.length} train + ${split.test.labels.length} test digits -> ${path.relative(process.cwd(), out)}`)
+  console.error(`embedded MNIST: ${split.train.labels.length} train + ${split.test.labels.length} test digits -> ${path.relative(process.cwd(), out)}`)
 }
 
 main()

@@ -16,7 +16,8 @@ t.test('npm pack ships the sources an installer needs, and nothing else', async 
   const files = packed.files.map((f) => f.path)
   for (const needed of ['package.json', 'CMakeLists.txt', 'binding.gyp', 'scripts/find-libtorch.js',
     'scripts/install.js', 'native/sources.txt', 'native/addon/addon.cc', 'native/core/torch_info.cc',
-    'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli.js', 'README.md']) {
+    'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli.js', 'README.md',
+    'dist/data/mnist-embedded/train-images-idx3-ubyte.gz', 'dist/data/mnist-embedded/t10k-labels-idx1-ubyte.gz']) {
     t.ok(files.includes(needed), `ships ${needed}`)
   }
   t.notOk(files.some((f) => /^(test|build|node_modules|\.ci)\//.test(f)), 'no tests, builds or CI files')

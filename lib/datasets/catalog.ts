@@ -80,7 +80,8 @@ function gzName (key: IdxFileKey): string {
   return `${IDX_FILES[key]}.gz`
 }
 
-async function load (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
+/** Loads a catalogued data set from its folder, downloading what is missing when asked. */
+export async function loadCatalogue (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
   const o = optionsObject(options, 'options', OPTION_NAMES)
   const root = resolve(o['root'] === undefined ? join(dataDir(), catalogue.folder) : nonEmptyString(o['root'], 'root'))
   const download = o['download'] === undefined ? false : booleanOption(o['download'], 'download')
@@ -136,7 +137,7 @@ async function load (catalogue: Catalogue, options: DownloadableOptions | undefi
  * ```
  */
 export async function mnist (options?: DownloadableOptions): Promise<DataSplit> {
-  return rethrowAtCallSite(load(MNIST, options), callSite())
+  return rethrowAtCallSite(loadCatalogue(MNIST, options), callSite())
 }
 
 /**
@@ -149,5 +150,5 @@ export async function mnist (options?: DownloadableOptions): Promise<DataSplit> 
  * ```
  */
 export async function fashionMnist (options?: DownloadableOptions): Promise<DataSplit> {
-  return rethrowAtCallSite(load(FASHION_MNIST, options), callSite())
+  return rethrowAtCallSite(loadCatalogue(FASHION_MNIST, options), callSite())
 }
