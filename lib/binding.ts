@@ -38,6 +38,88 @@ export interface NativeTriplets {
   negative: Int32Array
 }
 
+/** A model's configuration as the addon holds it. */
+export interface NativeModelConfig {
+  width: number
+  height: number
+  embeddingSize: number
+  mean: number
+  std: number
+  loss: 'pair-ce' | 'contrastive' | 'triplet'
+  margin: number
+  threshold: number
+}
+
+/** A labelled set as the addon reads it. */
+export interface NativeImageData {
+  images: Uint8Array
+  labels: Int32Array
+  count: number
+  width: number
+  height: number
+  numClasses: number
+}
+
+export interface NativeTrainConfig {
+  epochs: number
+  batchSize: number
+  seed: number
+  pairs: 'reference' | 'balanced'
+  mining: 'none' | 'batch-hard' | 'semi-hard'
+  optimizer: 'adam' | 'sgd'
+  lr: number
+  weightDecay: number
+  momentum: number
+  saveEvery: number
+  outDir: string
+  threads: number
+  testSeed: number
+  startEpoch: number
+}
+
+export interface NativeEpochMetrics {
+  epoch: number
+  trainLoss: number
+  testLoss: number
+  testAccuracy: number
+  auc: number
+  threshold: number
+  seconds: number
+  pairsPerSecond: number
+}
+
+export type NativeTrainingEvent =
+  | ({ type: 'batch' } & { epoch: number, epochs: number, batch: number, batches: number, loss: number, pairsPerSecond: number, etaSeconds: number })
+  | ({ type: 'epoch' } & NativeEpochMetrics)
+  | { type: 'file', kind: 'checkpoint' | 'model', path: string }
+
+export interface NativeEvaluation {
+  loss: number
+  accuracy: number
+  auc: number
+  threshold: number
+  bestAccuracy: number
+  pairs: number
+  oneShotWays: number
+  oneShotAccuracy: number | null
+}
+
+/** The addon's model object. */
+export interface NativeModel {
+  info(): { config: NativeModelConfig, device: string, metadata: Record<string, string>, jobs: number, training: boolean }
+  embed(images: Uint8Array, count: number): Promise<Float32Array>
+  predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
+  classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,
+    supportLabels: Int32Array, numClasses: number): Promise<Float32Array>
+  evaluate(set: NativeImageData, options: { testSeed: number, ways: number, episodes: number, seed: number }): Promise<NativeEvaluation>
+  save(path: string, metadata: Record<string, string>): Promise<void>
+  setMetadata(metadata: Record<string, string>): void
+  train(train: NativeImageData, test: NativeImageData, config: NativeTrainConfig,
+    onEvent: (event: NativeTrainingEvent) => void, resumeFrom?: string): Promise<NativeEpochMetrics[]>
+  stopTraining(): void
+  dispose(): void
+}
+
 /** The raw addon: plain values in, plain values out; every check happens before a call. */
 export interface Binding {
   init(errorClass: typeof SiameseTorchError): void
@@ -46,6 +128,8 @@ export interface Binding {
   sampleTriplets(labels: Int32Array, numClasses: number, scheme: 'reference' | 'balanced', seed: number, epoch: number): NativeTriplets
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
     seed: number, epoch: number): Int32Array
+  createModel(config: NativeModelConfig, device: string, seed: number): Promise<NativeModel>
+  loadModel(path: string, device: string): Promise<{ model: NativeModel, checkpoint: boolean }>
 }
 
 /** The package's root folder (dist/ sits in it). */

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'ERR_CHECKSUM'
   | 'ERR_DOWNLOAD'
   | 'ERR_BUSY'
+  | 'ERR_DISPOSED'
   | 'ABORT_ERR'
   | 'ERR_TORCH'
   | 'ERR_TORCH_OOM'

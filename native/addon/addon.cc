@@ -4,6 +4,7 @@
 
 #include "../core/torch_info.h"
 #include "data.h"
+#include "model.h"
 #include "errors.h"
 #include "instance.h"
 
@@ -60,6 +61,7 @@ static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   registerData(env, exports);
+  registerModel(env, exports);
   return exports;
 }
 

@@ -14,6 +14,8 @@ ErrorInfo describeCurrentException() {
     throw;
   } catch (const core::BadFileError& e) {
     return {"ERR_BAD_FILE", e.what(), e.path()};
+  } catch (const core::CudaUnavailableError& e) {
+    return {"ERR_CUDA_UNAVAILABLE", e.what(), ""};
   } catch (const core::InvalidArgumentError& e) {
     return {"ERR_INVALID_ARG", e.what(), ""};
   } catch (const c10::OutOfMemoryError& e) {

@@ -2,12 +2,24 @@
 // context that loads it gets its own Instance, freed by Node when that environment exits.
 #pragma once
 
+#include <set>
+
 #include <napi.h>
 
 namespace siamese::addon {
 
+struct TrainingJob;
+struct Instance;
+
+// Stops and joins every training thread of an environment that is exiting (model.cc).
+void stopTrainingJobs(Instance& instance);
+
 struct Instance {
   Napi::FunctionReference errorClass;  // SiameseTorchError, registered once by lib/ at load
+  Napi::FunctionReference modelClass;  // the addon's model class
+  std::set<TrainingJob*> trainingJobs; // runs in progress, for teardown
+
+  ~Instance() { stopTrainingJobs(*this); }
 
   static Instance* get(Napi::Env env) { return env.GetInstanceData<Instance>(); }
 };

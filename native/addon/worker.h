@@ -18,9 +18,11 @@ class PromiseWorker : public Napi::AsyncWorker {
  public:
   using Work = std::function<Result()>;
   using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+  using Settled = std::function<void()>;
 
-  static Napi::Promise Start(Napi::Env env, Work work, ToJs toJs) {
-    auto* worker = new PromiseWorker(env, std::move(work), std::move(toJs));
+  // `settled` (optional) runs on the main thread once the job is over, before the promise settles.
+  static Napi::Promise Start(Napi::Env env, Work work, ToJs toJs, Settled settled = nullptr) {
+    auto* worker = new PromiseWorker(env, std::move(work), std::move(toJs), std::move(settled));
     Napi::Promise promise = worker->deferred_.Promise();
     worker->Queue();
     return promise;
@@ -38,6 +40,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (settled_) settled_();
     if (error_) {
       deferred_.Reject(makeError(env, *error_).Value());
       return;
@@ -52,15 +55,17 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
-  PromiseWorker(Napi::Env env, Work work, ToJs toJs)
+  PromiseWorker(Napi::Env env, Work work, ToJs toJs, Settled settled)
       : Napi::AsyncWorker(env, "siamese-torch"),
         deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
-        toJs_(std::move(toJs)) {}
+        toJs_(std::move(toJs)),
+        settled_(std::move(settled)) {}
 
   Napi::Promise::Deferred deferred_;
   Work work_;
   ToJs toJs_;
+  Settled settled_;
   std::optional<Result> result_;
   std::optional<ErrorInfo> error_;
 };

@@ -24,4 +24,10 @@ class InvalidArgumentError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// A CUDA device was asked for but this LibTorch or machine has none (or not that one).
+class CudaUnavailableError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace siamese::core

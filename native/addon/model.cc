@@ -1,0 +1,558 @@
+#include "model.h"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "../core/device.h"
+#include "../core/evaluate.h"
+#include "../core/model.h"
+#include "../core/trainer.h"
+#include "convert.h"
+#include "errors.h"
+#include "instance.h"
+#include "worker.h"
+
+namespace siamese::addon {
+
+class ModelWrap;
+
+// An event from the training thread, turned into JavaScript on the main thread.
+struct TrainingJob;
+struct TrainingEvent {
+  enum class Kind { Batch, Epoch, File, Done } kind;
+  TrainingJob* job;
+  core::BatchProgress batch;
+  core::EpochMetrics epoch;
+  std::string fileKind;
+  std::string path;
+};
+
+// One training run: its own thread (it may last hours; it must not hold a libuv pool thread),
+// reporting through a thread-safe function, stoppable between batches.
+struct TrainingJob {
+  std::shared_ptr<core::Model> model;
+  core::ImageData train;
+  core::ImageData test;
+  core::TrainConfig config;
+  int64_t startEpoch = 0;
+  std::optional<core::OptimizerSnapshot> resume;
+  std::atomic<bool> stop{false};
+  Napi::ThreadSafeFunction events;
+  std::optional<Napi::Promise::Deferred> deferred;
+  std::thread thread;
+  // Written by the thread before its last event, read on the main thread after it.
+  core::TrainOutcome outcome;
+  std::optional<ErrorInfo> error;
+  ModelWrap* owner = nullptr;
+  Napi::ObjectReference ownerRef;  // keeps the JavaScript model alive while it trains
+};
+
+namespace {
+
+// Options objects were validated in lib/; reading them only converts.
+double num(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
+std::string str(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::String>().Utf8Value(); }
+
+core::ModelConfig readModelConfig(const Napi::Object& o) {
+  core::ModelConfig c;
+  c.shape.width = static_cast<int64_t>(num(o, "width"));
+  c.shape.height = static_cast<int64_t>(num(o, "height"));
+  c.shape.embeddingSize = static_cast<int64_t>(num(o, "embeddingSize"));
+  c.norm.mean = num(o, "mean");
+  c.norm.std = num(o, "std");
+  c.loss = core::parseLoss(str(o, "loss"));
+  c.margin = num(o, "margin");
+  c.threshold = num(o, "threshold");
+  return c;
+}
+
+// Images handed over from JavaScript are copied into a tensor LibTorch owns before any job is
+// queued: the JavaScript buffer may change or be collected afterwards.
+torch::Tensor copyImages(const Napi::Value& value, int64_t count, int64_t height, int64_t width) {
+  auto array = value.As<Napi::Uint8Array>();
+  if (static_cast<int64_t>(array.ByteLength()) != count * height * width) {
+    throw Napi::TypeError::New(value.Env(), "siamese-torch addon: image buffer size does not match its shape");
+  }
+  auto out = torch::empty({count, height, width}, torch::kUInt8);
+  std::memcpy(out.data_ptr(), array.Data(), array.ByteLength());
+  return out;
+}
+
+core::ImageData readImageData(const Napi::Object& o) {
+  core::ImageData d;
+  const auto count = static_cast<int64_t>(num(o, "count"));
+  d.images = copyImages(o.Get("images"), count, static_cast<int64_t>(num(o, "height")), static_cast<int64_t>(num(o, "width")));
+  auto labels = o.Get("labels").As<Napi::Int32Array>();
+  d.labels.assign(labels.Data(), labels.Data() + labels.ElementLength());
+  d.numClasses = static_cast<int>(num(o, "numClasses"));
+  return d;
+}
+
+Napi::Object configToJs(Napi::Env env, const core::Model& model) {
+  const auto& c = model.config();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("width", c.shape.width);
+  o.Set("height", c.shape.height);
+  o.Set("embeddingSize", c.shape.embeddingSize);
+  o.Set("mean", c.norm.mean);
+  o.Set("std", c.norm.std);
+  o.Set("loss", core::lossName(c.loss));
+  o.Set("margin", c.margin);
+  o.Set("threshold", c.threshold);
+  return o;
+}
+
+Napi::Object metricsToJs(Napi::Env env, const core::EpochMetrics& m) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("epoch", m.epoch);
+  o.Set("trainLoss", m.trainLoss);
+  o.Set("testLoss", m.testLoss);
+  o.Set("testAccuracy", m.testAccuracy);
+  o.Set("auc", m.auc);
+  o.Set("threshold", m.threshold);
+  o.Set("seconds", m.seconds);
+  o.Set("pairsPerSecond", m.pairsPerSecond);
+  return o;
+}
+
+Napi::Float32Array toFloat32Array(Napi::Env env, const torch::Tensor& t) {
+  const torch::Tensor cpu = t.to(torch::kCPU, torch::kFloat).contiguous();
+  Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(cpu.numel()));
+  std::memcpy(out.Data(), cpu.data_ptr<float>(), static_cast<size_t>(cpu.numel()) * sizeof(float));
+  return out;
+}
+
+}  // namespace
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {
+                           InstanceMethod("info", &ModelWrap::Info),
+                           InstanceMethod("embed", &ModelWrap::Embed),
+                           InstanceMethod("predictPairs", &ModelWrap::PredictPairs),
+                           InstanceMethod("classScores", &ModelWrap::ClassScores),
+                           InstanceMethod("evaluate", &ModelWrap::Evaluate),
+                           InstanceMethod("save", &ModelWrap::Save),
+                           InstanceMethod("train", &ModelWrap::Train),
+                           InstanceMethod("stopTraining", &ModelWrap::StopTraining),
+                           InstanceMethod("dispose", &ModelWrap::Dispose),
+                           InstanceMethod("setMetadata", &ModelWrap::SetMetadata),
+                       });
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<core::Model> model) {
+    Napi::Object object = Instance::get(env)->modelClass.New({});
+    ModelWrap* wrap = Unwrap(object);
+    wrap->model_ = std::move(model);
+    return object;
+  }
+
+  void finishTraining(TrainingJob* job);
+
+ private:
+  // The model, or ERR_BUSY/ERR_DISPOSED. A job in flight counts until its promise settles.
+  std::shared_ptr<core::Model> use(Napi::Env env) {
+    if (!model_) throw makeError(env, {"ERR_DISPOSED", "this model has been disposed", ""});
+    return model_;
+  }
+
+  // A short job on libuv's pool. It counts as in flight until its promise settles, and keeps
+  // this JavaScript object (so `this`) alive until then.
+  template <typename Result>
+  Napi::Promise job(Napi::Env env, std::function<Result()> work, std::function<Napi::Value(Napi::Env, Result&)> toJs) {
+    ++jobs_;
+    auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+    return PromiseWorker<Result>::Start(env, std::move(work), std::move(toJs), [this, self]() {
+      --jobs_;
+      self->Reset();
+    });
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("config", configToJs(env, *model));
+      out.Set("device", core::deviceName(model->device()));
+      Napi::Object metadata = Napi::Object::New(env);
+      for (const auto& [k, v] : model->extraMetadata()) metadata.Set(k, v);
+      out.Set("metadata", metadata);
+      out.Set("jobs", jobs_);
+      out.Set("training", training_ != nullptr);
+      return out;
+    });
+  }
+
+  // embed(images: Uint8Array, count) -> Promise<Float32Array [count * E]>
+  Napi::Value Embed(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      const auto& shape = model->config().shape;
+      torch::Tensor images = copyImages(info[0], static_cast<int64_t>(numberArg(info, 1)), shape.height, shape.width);
+      return job<torch::Tensor>(
+          env, [model, images]() { return model->embedImages(images); },
+          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+    });
+  }
+
+  // predictPairs(left: Uint8Array, right: Uint8Array, count) -> Promise<Float32Array P(same)>
+  Napi::Value PredictPairs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      const auto& shape = model->config().shape;
+      const auto count = static_cast<int64_t>(numberArg(info, 2));
+      torch::Tensor left = copyImages(info[0], count, shape.height, shape.width);
+      torch::Tensor right = copyImages(info[1], count, shape.height, shape.width);
+      return job<torch::Tensor>(
+          env,
+          [model, left, right]() {
+            // One embedding pass over both sides together.
+            const auto e = model->embedImages(torch::cat({left, right}));
+            return model->sameProbability(e.narrow(0, 0, left.size(0)), e.narrow(0, left.size(0), right.size(0)));
+          },
+          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+    });
+  }
+
+  // classScores(queries, queryCount, support, supportCount, supportLabels: Int32Array, numClasses)
+  // -> Promise<Float32Array [queryCount * numClasses]>: per class, the highest P(same) of a query
+  // with that class's support images.
+  Napi::Value ClassScores(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      const auto& shape = model->config().shape;
+      const auto q = static_cast<int64_t>(numberArg(info, 1));
+      const auto s = static_cast<int64_t>(numberArg(info, 3));
+      torch::Tensor queries = copyImages(info[0], q, shape.height, shape.width);
+      torch::Tensor support = copyImages(info[2], s, shape.height, shape.width);
+      auto labelArray = int32ArrayArg(info, 4);
+      std::vector<int64_t> labels(labelArray.Data(), labelArray.Data() + labelArray.ElementLength());
+      const auto classes = static_cast<int64_t>(numberArg(info, 5));
+      return job<torch::Tensor>(
+          env,
+          [model, queries, support, labels, q, s, classes]() {
+            const auto e = model->embedImages(torch::cat({queries, support}));
+            const auto eq = e.narrow(0, 0, q);
+            const auto es = e.narrow(0, q, s);
+            // All (query, support) pairs at once: [q * s] probabilities.
+            const auto p = model->sameProbability(eq.repeat_interleave(s, 0), es.repeat({q, 1})).view({q, s});
+            auto scores = torch::full({q, classes}, -1.0f);
+            const auto index = torch::tensor(labels, torch::kLong);
+            for (int64_t c = 0; c < classes; ++c) {
+              const auto members = (index == c).nonzero().squeeze(1);
+              if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).amax(1));
+            }
+            return scores;
+          },
+          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+    });
+  }
+
+  // evaluate(set, { testSeed, ways, episodes, seed }) -> Promise<metrics>
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      auto data = std::make_shared<core::ImageData>(readImageData(info[0].As<Napi::Object>()));
+      const Napi::Object o = info[1].As<Napi::Object>();
+      const auto testSeed = static_cast<uint64_t>(num(o, "testSeed"));
+      const int ways = static_cast<int>(num(o, "ways"));
+      const int episodes = static_cast<int>(num(o, "episodes"));
+      const auto seed = static_cast<uint64_t>(num(o, "seed"));
+      struct Result {
+        core::PairMetrics pairs;
+        double oneShot = 0;
+      };
+      return job<Result>(
+          env,
+          [model, data, testSeed, ways, episodes, seed]() {
+            const core::ClassIndex index(data->labels.data(), data->labels.size(), data->numClasses);
+            const auto embeddings = model->embedImages(data->images);
+            Result r;
+            r.pairs = core::evaluatePairs(*model, embeddings, core::balancedTriplets(index, testSeed, 0));
+            if (ways > 0) r.oneShot = core::oneShotAccuracy(*model, embeddings, index, ways, episodes, seed);
+            return r;
+          },
+          [ways](Napi::Env e, Result& r) -> Napi::Value {
+            Napi::Object out = Napi::Object::New(e);
+            out.Set("loss", r.pairs.loss);
+            out.Set("accuracy", r.pairs.accuracy);
+            out.Set("auc", r.pairs.auc);
+            out.Set("threshold", r.pairs.threshold);
+            out.Set("bestAccuracy", r.pairs.bestAccuracy);
+            out.Set("pairs", r.pairs.pairs);
+            out.Set("oneShotWays", ways);
+            out.Set("oneShotAccuracy", ways > 0 ? Napi::Value(Napi::Number::New(e, r.oneShot)) : e.Null());
+            return out;
+          });
+    });
+  }
+
+  // save(path, metadata: Record<string, string>) -> Promise<void>
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      const std::string path = stringArg(info, 0);
+      core::Metadata extra;
+      const Napi::Object o = info[1].As<Napi::Object>();
+      const Napi::Array keys = o.GetPropertyNames();
+      for (uint32_t i = 0; i < keys.Length(); ++i) {
+        const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+        extra[k] = o.Get(k).As<Napi::String>().Utf8Value();
+      }
+      return job<bool>(
+          env, [model, path, extra]() { core::saveModelFile(*model, path, extra); return true; },
+          [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); });
+    });
+  }
+
+  // setMetadata(record): strings carried into every file this model writes (classes, options).
+  Napi::Value SetMetadata(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is training", ""});
+      const Napi::Object o = info[0].As<Napi::Object>();
+      const Napi::Array keys = o.GetPropertyNames();
+      std::lock_guard<std::mutex> lock(model->weightsMutex());
+      for (uint32_t i = 0; i < keys.Length(); ++i) {
+        const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+        model->extraMetadata()[k] = o.Get(k).As<Napi::String>().Utf8Value();
+      }
+      return env.Undefined();
+    });
+  }
+
+  // train(train, test, config, onEvent, resume?) -> Promise<EpochMetrics[]>
+  Napi::Value Train(const Napi::CallbackInfo& info);
+
+  Napi::Value StopTraining(const Napi::CallbackInfo& info) {
+    if (training_ != nullptr) training_->stop = true;
+    return info.Env().Undefined();
+  }
+
+  // dispose(): frees the weights now. Refused while a job runs (ERR_BUSY).
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      if (training_ != nullptr || jobs_ > 0) {
+        throw makeError(env, {"ERR_BUSY", "cannot dispose a model while a job runs on it (" +
+                                             std::string(training_ != nullptr ? "training" : std::to_string(jobs_) + " job(s)") + ")", ""});
+      }
+      model_.reset();
+      return env.Undefined();
+    });
+  }
+
+  std::shared_ptr<core::Model> model_;
+  int jobs_ = 0;  // main thread only
+  TrainingJob* training_ = nullptr;
+};
+
+// Runs on the main thread for each event the training thread sends.
+void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event) {
+  std::unique_ptr<TrainingEvent> owned(event);
+  TrainingJob* job = event->job;
+  if (env == nullptr) return;  // the environment is going away
+  Napi::HandleScope scope(env);
+  if (event->kind == TrainingEvent::Kind::Done) {
+    job->owner->finishTraining(job);
+    return;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  switch (event->kind) {
+    case TrainingEvent::Kind::Batch: {
+      const auto& b = event->batch;
+      o.Set("type", "batch");
+      o.Set("epoch", b.epoch);
+      o.Set("epochs", b.epochs);
+      o.Set("batch", b.batch);
+      o.Set("batches", b.batches);
+      o.Set("loss", b.loss);
+      o.Set("pairsPerSecond", b.pairsPerSecond);
+      o.Set("etaSeconds", b.etaSeconds);
+      break;
+    }
+    case TrainingEvent::Kind::Epoch:
+      o = metricsToJs(env, event->epoch);
+      o.Set("type", "epoch");
+      break;
+    case TrainingEvent::Kind::File:
+      o.Set("type", "file");
+      o.Set("kind", event->fileKind);
+      o.Set("path", event->path);
+      break;
+    case TrainingEvent::Kind::Done:
+      break;
+  }
+  // lib/ wraps the user's callback so that it never throws; a throw here would only be a bug
+  // of ours, and it must not kill the job either.
+  try {
+    onEvent.Call({o});
+  } catch (const Napi::Error&) {
+  }
+}
+
+Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto model = use(env);
+    if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is already training", ""});
+    auto job = std::make_unique<TrainingJob>();
+    job->model = model;
+    job->train = readImageData(info[0].As<Napi::Object>());
+    job->test = readImageData(info[1].As<Napi::Object>());
+    const Napi::Object o = info[2].As<Napi::Object>();
+    core::TrainConfig& c = job->config;
+    c.epochs = static_cast<int64_t>(num(o, "epochs"));
+    c.batchSize = static_cast<int64_t>(num(o, "batchSize"));
+    c.seed = static_cast<uint64_t>(num(o, "seed"));
+    c.pairs = str(o, "pairs");
+    c.mining = core::parseMining(str(o, "mining"));
+    c.optimizer = str(o, "optimizer");
+    c.lr = num(o, "lr");
+    c.weightDecay = num(o, "weightDecay");
+    c.momentum = num(o, "momentum");
+    c.saveEvery = static_cast<int64_t>(num(o, "saveEvery"));
+    c.outDir = str(o, "outDir");
+    c.threads = static_cast<int>(num(o, "threads"));
+    c.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
+    job->startEpoch = static_cast<int64_t>(num(o, "startEpoch"));
+    if (info.Length() > 4 && info[4].IsString()) {
+      // Resume: the optimiser state of the checkpoint this model was loaded from.
+      auto loaded = core::loadModelFile(info[4].As<Napi::String>().Utf8Value(), torch::kCPU);
+      if (loaded.optimizer.kind.empty()) {
+        throw makeError(env, {"ERR_BAD_FILE", info[4].As<Napi::String>().Utf8Value() + ": not a checkpoint (no optimizer state)",
+                              info[4].As<Napi::String>().Utf8Value()});
+      }
+      job->resume = std::move(loaded.optimizer);
+    }
+    job->deferred.emplace(Napi::Promise::Deferred::New(env));
+    job->owner = this;
+    job->ownerRef = Napi::Persistent(Value());
+    TrainingJob* raw = job.get();
+    job->events = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "siamese-torch training", 0, 1);
+    Napi::Promise promise = job->deferred->Promise();
+    training_ = job.release();
+    Instance::get(env)->trainingJobs.insert(raw);
+
+    raw->thread = std::thread([raw]() {
+      // Grad mode is thread-local: this thread trains with gradients on.
+      torch::AutoGradMode grad(true);
+      const auto send = [raw](TrainingEvent* e) {
+        if (raw->events.BlockingCall(e, onTrainingEvent) != napi_ok) delete e;
+      };
+      core::TrainHooks hooks;
+      hooks.stop = &raw->stop;
+      hooks.onBatch = [&](const core::BatchProgress& b) { send(new TrainingEvent{TrainingEvent::Kind::Batch, raw, b, {}, "", ""}); };
+      hooks.onEpoch = [&](const core::EpochMetrics& m) { send(new TrainingEvent{TrainingEvent::Kind::Epoch, raw, {}, m, "", ""}); };
+      hooks.onFile = [&](const std::string& kind, const std::string& path) {
+        send(new TrainingEvent{TrainingEvent::Kind::File, raw, {}, {}, kind, path});
+      };
+      try {
+        raw->outcome = core::trainModel(*raw->model, raw->train, raw->test, raw->config, hooks, raw->startEpoch,
+                                        raw->resume ? &*raw->resume : nullptr);
+      } catch (...) {
+        raw->error = describeCurrentException();
+      }
+      send(new TrainingEvent{TrainingEvent::Kind::Done, raw, {}, {}, "", ""});
+      raw->events.Release();
+    });
+    return promise;
+  });
+}
+
+void ModelWrap::finishTraining(TrainingJob* job) {
+  Napi::Env env = Env();
+  if (job->thread.joinable()) job->thread.join();
+  Instance::get(env)->trainingJobs.erase(job);
+  training_ = nullptr;
+  std::unique_ptr<TrainingJob> owned(job);
+  if (job->error) {
+    job->deferred->Reject(makeError(env, *job->error).Value());
+  } else if (job->outcome.stopped) {
+    job->deferred->Reject(makeError(env, {"ABORT_ERR", "training was aborted; the model keeps the weights of its last completed step", ""}).Value());
+  } else {
+    Napi::Array history = Napi::Array::New(env, job->outcome.history.size());
+    for (size_t i = 0; i < job->outcome.history.size(); ++i) history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
+    job->deferred->Resolve(history);
+  }
+  job->ownerRef.Reset();
+}
+
+namespace {
+
+// createModel(config, device, seed) -> Promise<NativeModel>
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const core::ModelConfig config = readModelConfig(info[0].As<Napi::Object>());
+    const std::string device = stringArg(info, 1);
+    const auto seed = static_cast<uint64_t>(numberArg(info, 2));
+    return PromiseWorker<std::shared_ptr<core::Model>>::Start(
+        env, [config, device, seed]() { return std::make_shared<core::Model>(config, core::parseDevice(device), seed); },
+        [](Napi::Env e, std::shared_ptr<core::Model>& m) -> Napi::Value { return ModelWrap::Wrap(e, m); });
+  });
+}
+
+// loadModel(path, device) -> Promise<{ model: NativeModel, checkpoint: boolean }>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = stringArg(info, 0);
+    const std::string device = stringArg(info, 1);
+    struct Loaded {
+      std::shared_ptr<core::Model> model;
+      bool checkpoint = false;
+    };
+    return PromiseWorker<Loaded>::Start(
+        env,
+        [path, device]() {
+          const torch::Device d = core::parseDevice(device);
+          core::LoadedModel loaded = core::loadModelFile(path, d);
+          return Loaded{std::shared_ptr<core::Model>(std::move(loaded.model)), !loaded.optimizer.kind.empty()};
+        },
+        [](Napi::Env e, Loaded& l) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("model", ModelWrap::Wrap(e, l.model));
+          out.Set("checkpoint", l.checkpoint);
+          return out;
+        });
+  });
+}
+
+}  // namespace
+
+void stopTrainingJobs(Instance& instance) {
+  // The environment is exiting (process.exit, worker.terminate): stop every run between two
+  // batches and wait for its thread, so that no thread outlives the code it runs. Its promise
+  // can no longer settle; its JavaScript references die with the environment.
+  for (TrainingJob* job : instance.trainingJobs) job->stop = true;
+  for (TrainingJob* job : instance.trainingJobs) {
+    if (job->thread.joinable()) job->thread.join();
+    job->ownerRef.SuppressDestruct();
+    delete job;
+  }
+  instance.trainingJobs.clear();
+}
+
+void registerModel(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = ModelWrap::Define(env);
+  Instance::get(env)->modelClass = Napi::Persistent(cls);
+  exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+}
+
+}  // namespace siamese::addon
