@@ -323,7 +323,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
-      if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is training", ""});
+      if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is already training", ""});
       const Napi::Object o = info[0].As<Napi::Object>();
       const Napi::Array keys = o.GetPropertyNames();
       std::lock_guard<std::mutex> lock(model->weightsMutex());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <sstream>
 #include <type_traits>
 
 #include "errors.h"
@@ -18,12 +19,14 @@ namespace F = torch::nn::functional;
 
 double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// The optimiser's state map is keyed by a string in LibTorch 1.x and by the TensorImpl pointer
-// in 2.x; this gives the key either way.
+// The optimiser's state map is keyed by the TensorImpl pointer: in LibTorch 1.x as the string
+// c10::guts::to_string gives (the pointer streamed), in 2.x as the pointer itself.
 template <typename Key>
 Key stateKey(const torch::Tensor& p) {
   if constexpr (std::is_same_v<Key, std::string>) {
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
+    std::ostringstream key;
+    key << p.unsafeGetTensorImpl();
+    return key.str();
   } else {
     return static_cast<Key>(p.unsafeGetTensorImpl());
   }
