@@ -84,11 +84,25 @@ check() {
 
 cpu=$cache/cpu/usr/include
 cuda=$cache/cuda/usr/include
-status=0
+jobs=$(nproc)
+failures=$(mktemp)
 for source in "${sources[@]}"; do
-  check "torch 2.6 cpu " "$source" -isystem "$cpu" -isystem "$cpu/torch/csrc/api/include" || status=1
-  check "torch 2.6 cuda" "$source" -DSIAMESE_TORCH_CUDA -isystem "$cuda" -isystem "$cuda/torch/csrc/api/include" \
-    -isystem "$cache/cuda-toolkit/usr/include" || status=1
+  for flavour in cpu cuda; do
+    # One compile a core, in the background; each failure is noted in $failures.
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    if [ "$flavour" = cpu ]; then
+      ( check "torch 2.6 cpu " "$source" -isystem "$cpu" -isystem "$cpu/torch/csrc/api/include" || echo "$source cpu" >> "$failures" ) &
+    else
+      ( check "torch 2.6 cuda" "$source" -DSIAMESE_TORCH_CUDA -isystem "$cuda" -isystem "$cuda/torch/csrc/api/include" \
+          -isystem "$cache/cuda-toolkit/usr/include" || echo "$source cuda" >> "$failures" ) &
+    fi
+  done
 done
-[ "$status" -eq 0 ] && echo "check-torch26: every native source compiles against LibTorch 2.6 (CPU and CUDA)"
-exit "$status"
+wait
+if [ -s "$failures" ]; then
+  echo "check-torch26: $(wc -l < "$failures") compile(s) failed against LibTorch 2.6" >&2
+  rm -f "$failures"
+  exit 1
+fi
+rm -f "$failures"
+echo "check-torch26: every native source compiles against LibTorch 2.6 (CPU and CUDA)"

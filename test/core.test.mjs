@@ -10,6 +10,7 @@ t.test('native/core C++ tests', async (t) => {
   t.equal(configure.status, 0, configure.stdout + configure.stderr)
   const compile = run('cmake', ['--build', build, '--parallel', '2'])
   t.equal(compile.status, 0, compile.stdout.slice(-4000) + compile.stderr)
+  if (compile.status !== 0) return // an old binary proves nothing
   t.notMatch(compile.stdout + compile.stderr, /warning:/, 'no compiler warnings')
   const tests = run(join(build, 'core_tests'), [])
   t.equal(tests.status, 0, tests.stderr)

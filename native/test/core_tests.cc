@@ -9,6 +9,8 @@
 
 #include "../core/batch.h"
 #include "../core/errors.h"
+#include "../core/evaluate.h"
+#include "../core/json.h"
 #include "../core/random.h"
 #include "../core/sampling.h"
 
@@ -105,6 +107,31 @@ void testSamplersAgainstLabels() {
   check(epochOrder(10, 1, 1) != order, "epochOrder changes with the epoch");
 }
 
+void testJson() {
+  const Json v = parseJson(R"( {"a": [1, -2.5e3, true, null], "b": "x\u00e9\n", "c": {}} )");
+  check(v.kind == Json::Kind::Object && v.object.size() == 3, "object with three keys");
+  const Json* a = v.find("a");
+  check(a != nullptr && a->array.size() == 4 && a->array[0].isInteger && a->array[0].integer == 1, "integers");
+  check(!a->array[1].isInteger && a->array[1].number == -2500, "exponents");
+  check(v.find("b")->string == "x\xc3\xa9\n", "escapes and UTF-8");
+  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "{\"a\":1,\"a\":2}", "\"\\ud800\"", "01", "1 2", "nul",
+                          "\"\x01\"", "1e999"}) {
+    checkThrows<std::invalid_argument>([&] { parseJson(bad); }, std::string("invalid JSON refused: ") + bad);
+  }
+  checkThrows<std::invalid_argument>([&] { parseJson(std::string(100, '[') + std::string(100, ']')); }, "depth is bounded");
+  check(jsonQuote("a\"b\\\x01") == "\"a\\\"b\\\\\\u0001\"", "quoting");
+}
+
+void testRoc() {
+  const RocSummary perfect = rocSummary({0.9, 0.8, 0.2, 0.1}, {1, 1, 0, 0});
+  check(perfect.auc == 1.0 && perfect.bestAccuracy == 1.0, "separable scores: AUC 1, accuracy 1");
+  check(perfect.bestThreshold > 0.2 && perfect.bestThreshold < 0.8, "threshold between the classes");
+  const RocSummary ties = rocSummary({0.5, 0.5, 0.5, 0.5}, {1, 0, 1, 0});
+  check(ties.auc == 0.5, "ties count half");
+  const RocSummary inverted = rocSummary({0.1, 0.2, 0.8, 0.9}, {1, 1, 0, 0});
+  check(inverted.auc == 0.0, "inverted scores: AUC 0");
+}
+
 }  // namespace
 
 int main() {
@@ -112,6 +139,8 @@ int main() {
   testGatherNormalized();
   testTripletBatch();
   testSamplersAgainstLabels();
+  testJson();
+  testRoc();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
