@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
 import { SiameseTorchError } from './errors.js'
+import type { ModelConfig } from './model.js'
+import type { EpochMetrics } from './train.js'
 
 /** A GPU as the addon reports it. */
 export interface NativeCudaDevice {
@@ -38,17 +40,8 @@ export interface NativeTriplets {
   negative: Int32Array
 }
 
-/** A model's configuration as the addon holds it. */
-export interface NativeModelConfig {
-  width: number
-  height: number
-  embeddingSize: number
-  mean: number
-  std: number
-  loss: 'pair-ce' | 'contrastive' | 'triplet'
-  margin: number
-  threshold: number
-}
+/** A model's configuration as the addon holds it: the public ModelConfig. */
+export type NativeModelConfig = ModelConfig
 
 /** A labelled set as the addon reads it. */
 export interface NativeImageData {
@@ -77,16 +70,8 @@ export interface NativeTrainConfig {
   startEpoch: number
 }
 
-export interface NativeEpochMetrics {
-  epoch: number
-  trainLoss: number
-  testLoss: number
-  testAccuracy: number
-  auc: number
-  threshold: number
-  seconds: number
-  pairsPerSecond: number
-}
+/** Epoch metrics as the addon reports them: the public EpochMetrics. */
+export type NativeEpochMetrics = EpochMetrics
 
 export type NativeTrainingEvent =
   | ({ type: 'batch' } & { epoch: number, epochs: number, batch: number, batches: number, loss: number, pairsPerSecond: number, etaSeconds: number })

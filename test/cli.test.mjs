@@ -1,48 +1,171 @@
+// The command line: every command on tiny data, text and --json, exit codes, files written.
 import t from 'tap'
-import { node } from './helpers/run.mjs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import sharp from 'sharp'
 import { version } from 'siamese-torch'
+import { node } from './helpers/run.mjs'
+import { smallDigits } from './helpers/small-data.mjs'
 
 const cli = (args, options) => node(['dist/cli.js', ...args], options)
+const scratch = mkdtempSync(join(tmpdir(), 'siamese-cli-'))
+t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
 
-t.test('siamese-torch info prints the versions', async (t) => {
+// A tiny IDX data set on disk, as users would pass with --data.
+const data = await smallDigits()
+const idxDir = join(scratch, 'tiny-idx')
+mkdirSync(idxDir)
+function writeSplit (set, images, labels) {
+  const head = Buffer.alloc(16)
+  head.writeUInt32BE(2051, 0); head.writeUInt32BE(set.count, 4); head.writeUInt32BE(28, 8); head.writeUInt32BE(28, 12)
+  writeFileSync(join(idxDir, images), gzipSync(Buffer.concat([head, Buffer.from(set.images)])))
+  const lab = Buffer.alloc(8)
+  lab.writeUInt32BE(2049, 0); lab.writeUInt32BE(set.count, 4)
+  writeFileSync(join(idxDir, labels), gzipSync(Buffer.concat([lab, Buffer.from(Uint8Array.from(set.labels))])))
+}
+writeSplit(data.train, 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz')
+writeSplit(data.test, 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+
+// PNGs of a few test digits, and a support folder of two classes.
+async function png (file, set, i) {
+  await sharp(Buffer.from(set.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(file)
+  return file
+}
+const firstOf = (digit) => { for (let i = 0; i < data.test.count; i++) if (data.test.labels[i] === digit) return i }
+const a = await png(join(scratch, 'a.png'), data.test, firstOf(3))
+const b = await png(join(scratch, 'b.png'), data.test, firstOf(7))
+const support = join(scratch, 'support')
+for (const digit of [3, 7]) {
+  mkdirSync(join(support, `digit-${digit}`), { recursive: true })
+  let n = 0
+  for (let i = 0; i < data.train.count && n < 3; i++) if (data.train.labels[i] === digit) await png(join(support, `digit-${digit}`, `${n++}.png`), data.train, i)
+}
+
+const outDir = join(scratch, 'out')
+const modelFile = join(outDir, 'model.safetensors')
+
+t.test('train --json: one JSON object per event, nothing else; files written', async (t) => {
+  const r = cli(['train', '--data', idxDir, '--epochs', '2', '--save-every', '1', '--out', outDir, '--json', '--seed', '1'])
+  t.equal(r.status, 0, r.stderr)
+  const events = r.stdout.trim().split('\n').map((line) => JSON.parse(line))
+  t.ok(events.some((e) => e.type === 'batch'))
+  t.same(events.filter((e) => e.type === 'epoch').map((e) => e.epoch), [1, 2])
+  const done = events.at(-1)
+  t.equal(done.type, 'done')
+  t.equal(done.history.length, 2)
+  for (const f of ['model.safetensors', 'checkpoint-epoch-1.safetensors', 'checkpoint-epoch-2.safetensors', 'metrics.json', 'metrics.csv']) {
+    t.ok(existsSync(join(outDir, f)), `wrote ${f}`)
+    t.ok(done.files.includes(join(outDir, f)), `lists ${f}`)
+  }
+  const csv = readFileSync(join(outDir, 'metrics.csv'), 'utf8').trim().split('\n')
+  t.equal(csv[0], 'epoch,trainLoss,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond')
+  t.equal(csv.length, 3)
+  t.same(JSON.parse(readFileSync(join(outDir, 'metrics.json'), 'utf8')), done.history)
+})
+
+t.test('train without a terminal: plain lines and a summary', async (t) => {
+  const dir = join(scratch, 'text')
+  const r = cli(['train', '--data', idxDir, '--epochs', '1', '--out', dir, '--loss', 'contrastive', '--margin', '2'])
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /^training on .* for 1 epochs; writing to /)
+  t.match(r.stdout, /epoch 1\/1 {2}train loss \d+\.\d{4} {2}test loss \d+\.\d{4} {2}accuracy \d+\.\d\d% {2}AUC \d\.\d{4}/)
+  t.match(r.stdout, /epoch {2}train loss {2}test loss {2}accuracy {2}AUC/)
+  t.match(r.stdout, `written:\n  ${join(dir, 'metrics.csv')}`)
+  t.notMatch(r.stdout, /\u001b\[/, 'no terminal escapes')
+})
+
+t.test('eval, compare, classify, embed', async (t) => {
+  const evalText = cli(['eval', modelFile, '--data', idxDir, '--ways', '5', '--episodes', '200'])
+  t.equal(evalText.status, 0, evalText.stderr)
+  t.match(evalText.stdout, /accuracy {3}\d+\.\d\d%/)
+  t.match(evalText.stdout, /5-way one-shot accuracy {2}\d+\.\d\d%/)
+  const evalJson = JSON.parse(cli(['eval', modelFile, '--data', idxDir, '--json']).stdout)
+  t.equal(evalJson.oneShotWays, 10)
+  t.ok(evalJson.accuracy > 0.5)
+
+  const same = JSON.parse(cli(['compare', modelFile, a, a, '--json']).stdout)
+  t.ok(same.pSame > 0.5, `an image with itself: ${same.pSame}`)
+  const text = cli(['compare', modelFile, a, b])
+  t.match(text.stdout, /^P\(same\) = 0\.\d{4}\n$/)
+
+  const classified = cli(['classify', modelFile, a, b, '--support', support, '--json'])
+  t.equal(classified.status, 0, classified.stderr)
+  const verdicts = classified.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  t.same(verdicts.map((v) => v.query), [a, b])
+  t.same(Object.keys(verdicts[0].scores), ['digit-3', 'digit-7'])
+
+  const json = join(scratch, 'e.json')
+  t.equal(cli(['embed', modelFile, a, b, '--out', json]).status, 0)
+  const rows = JSON.parse(readFileSync(json, 'utf8'))
+  t.same(rows.map((r) => [r.image, r.embedding.length]), [[a, 512], [b, 512]])
+  const npy = join(scratch, 'e.npy')
+  t.equal(cli(['embed', modelFile, a, b, '--out', npy]).status, 0)
+  const bytes = readFileSync(npy)
+  t.equal(bytes.subarray(0, 6).toString('latin1'), '\x93NUMPY')
+  const headerLength = bytes.readUInt16LE(8)
+  t.equal((10 + headerLength) % 64, 0, 'data aligned to 64 bytes')
+  t.match(bytes.subarray(10, 10 + headerLength).toString('latin1'), "'shape': (2, 512)")
+  t.equal(bytes.length, 10 + headerLength + 2 * 512 * 4)
+  t.equal(bytes.readFloatLE(10 + headerLength), rows[0].embedding[0])
+})
+
+t.test('info prints the versions', async (t) => {
   const v = version()
   const r = cli(['info'])
   t.equal(r.status, 0, r.stderr)
-  t.match(r.stdout, new RegExp(`siamese-torch\\s+${v.siameseTorch}`))
   t.match(r.stdout, new RegExp(`LibTorch\\s+${v.libtorch.replace(/\./g, '\\.')} \\((CPU|CUDA) build, found via ${v.libtorchSource}\\)`))
-  t.match(r.stdout, /threads\s+\d+/)
-  t.equal(r.stderr, '')
+  t.same(JSON.parse(cli(['info', '--json']).stdout), v)
+  t.equal(cli(['--version']).stdout.trim(), v.siameseTorch)
 })
 
-t.test('siamese-torch info --json prints version() as JSON and nothing else', async (t) => {
-  const r = cli(['info', '--json'])
-  t.equal(r.status, 0, r.stderr)
-  t.same(JSON.parse(r.stdout), version())
+t.test('--help for every command, with an example', async (t) => {
+  for (const command of ['train', 'eval', 'compare', 'classify', 'embed', 'info']) {
+    const r = cli([command, '--help'])
+    t.equal(r.status, 0, command)
+    t.match(r.stdout, /Example:\n {2}siamese-torch /, `${command} --help has an example`)
+  }
 })
 
-t.test('--help and --version', async (t) => {
-  const help = cli(['--help'])
-  t.equal(help.status, 0)
-  t.match(help.stdout, /Usage: siamese-torch <command>/)
-  t.match(help.stdout, /Example:\n {2}siamese-torch info/)
-  const v = cli(['--version'])
-  t.equal(v.status, 0)
-  t.equal(v.stdout.trim(), version().siameseTorch)
-})
-
-t.test('usage errors exit 2 with one line', async (t) => {
-  for (const args of [['bogus'], ['info', '--bogus'], ['info', 'extra'], []]) {
+t.test('usage errors: one line, exit 2; runtime failures: code and message, exit 1, no stack', async (t) => {
+  for (const args of [['bogus'], ['train', '--bogus'], ['train', '--epochs', 'x'], ['train', '--loss', 'hinge'], ['compare'], ['embed', modelFile, a, '--out', join(scratch, 'e.txt')]]) {
     const r = cli(args)
     t.equal(r.status, 2, `siamese-torch ${args.join(' ')}`)
     t.equal(r.stdout, '')
-    t.ok(r.stderr.length > 0)
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`)
   }
-  t.equal(cli(['bogus']).stderr, "siamese-torch: unknown command 'bogus' (try: siamese-torch --help)\n")
+  const missing = cli(['compare', join(scratch, 'nope.safetensors'), a, b])
+  t.equal(missing.status, 1)
+  t.equal(missing.stderr, `siamese-torch: ERR_BAD_FILE: ${join(scratch, 'nope.safetensors')}: file not found\n`)
+  const verbose = cli(['compare', join(scratch, 'nope.safetensors'), a, b, '--verbose'])
+  t.match(verbose.stderr, /\n\s+at /, '--verbose shows the stack')
+  const load = cli(['info'], { env: { SIAMESE_TORCH_ADDON: '/nonexistent/siamese_torch.node' } })
+  t.equal(load.status, 1)
+  t.match(load.stderr, /^siamese-torch: ERR_ADDON_LOAD: /)
 })
 
-t.test('a runtime failure exits 1 with the code and no stack', async (t) => {
-  const r = cli(['info'], { env: { SIAMESE_TORCH_ADDON: '/nonexistent/siamese_torch.node' } })
-  t.equal(r.status, 1)
-  t.match(r.stderr, /^siamese-torch: ERR_ADDON_LOAD: The siamese-torch native addon could not be loaded/)
-  t.notMatch(r.stderr, /\n\s+at /, 'no stack trace')
+t.test('Ctrl-C stops between batches and keeps the last checkpoint', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const dir = join(scratch, 'interrupted')
+  const child = spawn(process.execPath, ['dist/cli.js', 'train', '--data', idxDir, '--epochs', '20', '--save-every', '1', '--out', dir, '--json'],
+    { env: { ...process.env, NODE_OPTIONS: '' } })
+  let stdout = ''
+  let sent = false
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+    if (!sent && stdout.includes('"type":"file"')) {
+      sent = true
+      child.kill('SIGINT')
+    }
+  })
+  const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)))
+  t.equal(code, 130)
+  const last = JSON.parse(stdout.trim().split('\n').at(-1))
+  t.equal(last.type, 'stopped')
+  t.equal(last.lastCheckpoint, join(dir, 'checkpoint-epoch-1.safetensors'))
+  t.ok(existsSync(last.lastCheckpoint), 'the checkpoint is there')
+  const resumed = cli(['train', '--resume', last.lastCheckpoint, '--data', idxDir, '--epochs', '2', '--out', dir, '--json'])
+  t.equal(resumed.status, 0, resumed.stderr)
+  t.same(JSON.parse(resumed.stdout.trim().split('\n').at(-1)).history.map((h) => h.epoch), [2], 'and resumes from it')
 })

@@ -110,6 +110,23 @@ async function load (dir: string, width: number, height: number, testFraction: n
 }
 
 /**
+ * Every image of a folder with one sub-folder a class (`dir/<class>/*.png`), unsplit: a support
+ * set for one-shot classification, for instance. Classes are the folder names, sorted.
+ */
+export async function classFolderSet (dir: string, width: number, height: number): Promise<LabelledImages> {
+  const folder = resolve(dir)
+  if (!existsSync(folder) || !(await stat(folder)).isDirectory()) {
+    throw new SiameseTorchError(`${folder} is not a folder`, 'ERR_BAD_FILE', { path: folder })
+  }
+  const classes = await subfolders(folder)
+  const listed = await classFolder(folder, classes)
+  if (listed.length === 0) {
+    throw new SiameseTorchError(`${folder} holds no class folders with PNG or JPEG images`, 'ERR_BAD_FILE', { path: folder })
+  }
+  return decodeAll(listed, classes, width, height)
+}
+
+/**
  * A folder of PNG/JPEG images, one sub-folder a class (`dir/<class>/*.png`), or already split
  * (`dir/train/<class>/...` and `dir/test/<class>/...`). Images are decoded with sharp, turned to
  * grayscale and resized to `width` x `height`. Classes are the folder names, sorted.

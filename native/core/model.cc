@@ -133,35 +133,44 @@ Metadata Model::fileMetadata(const std::string& kind) const {
   return m;
 }
 
-void saveModelFile(Model& model, const std::string& path, const Metadata& extra) {
+namespace {
+
+// The weights and metadata of a file, taken together under the weights lock so that they agree.
+struct FileContents {
   std::vector<torch::Tensor> keepAlive;
   std::vector<TensorBytes> tensors;
   Metadata metadata;
+};
+
+FileContents fileContents(Model& model, const std::string& kind, const Metadata& extra) {
+  FileContents out;
   {
     std::lock_guard<std::mutex> lock(model.weightsMutex());
-    tensors = parameterBytes(model, keepAlive);
-    metadata = model.fileMetadata("model");
+    out.tensors = parameterBytes(model, out.keepAlive);
+    out.metadata = model.fileMetadata(kind);
   }
-  for (const auto& [k, v] : extra) metadata[k] = v;
-  writeSafetensorsAtomic(path, tensors, metadata);
+  for (const auto& [k, v] : extra) out.metadata[k] = v;
+  return out;
+}
+
+}  // namespace
+
+void saveModelFile(Model& model, const std::string& path, const Metadata& extra) {
+  const FileContents file = fileContents(model, "model", extra);
+  writeSafetensorsAtomic(path, file.tensors, file.metadata);
 }
 
 void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path, const Metadata& extra) {
-  std::vector<torch::Tensor> keepAlive;
-  std::vector<TensorBytes> tensors;
-  Metadata metadata;
-  {
-    std::lock_guard<std::mutex> lock(model.weightsMutex());
-    tensors = parameterBytes(model, keepAlive);
-    metadata = model.fileMetadata("checkpoint");
-  }
+  FileContents file = fileContents(model, "checkpoint", extra);
+  std::vector<torch::Tensor>& keepAlive = file.keepAlive;
+  std::vector<TensorBytes>& tensors = file.tensors;
+  Metadata& metadata = file.metadata;
   for (const auto& [name, tensor] : optimizer.tensors) {
     torch::Tensor cpu = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
     keepAlive.push_back(cpu);
     tensors.push_back({"optimizer." + name, DType::F32, cpu.sizes().vec(), static_cast<const uint8_t*>(cpu.data_ptr()),
                        static_cast<size_t>(cpu.numel()) * sizeof(float)});
   }
-  for (const auto& [k, v] : extra) metadata[k] = v;
   metadata["optimizer"] = optimizer.kind;
   for (const auto& [k, v] : optimizer.settings) metadata["optimizer_" + k] = v;
   writeSafetensorsAtomic(path, tensors, metadata);

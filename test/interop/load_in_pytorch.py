@@ -9,35 +9,14 @@ import json
 import struct
 import sys
 
+import os
+
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class Net(nn.Module):
-    """The reference network, as in RECIPE.md."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 64, 7)
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(64, 128, 5)
-        self.conv3 = nn.Conv2d(128, 256, 5)
-        self.linear1 = nn.Linear(2304, 512)
-        self.linear2 = nn.Linear(512, 2)
-
-    def forward(self, data):
-        res = []
-        for i in range(2):
-            x = data[i]
-            x = F.relu(self.conv1(x))
-            x = self.pool1(x)
-            x = F.relu(self.conv2(x))
-            x = F.relu(self.conv3(x))
-            x = x.view(x.shape[0], -1)
-            res.append(F.relu(self.linear1(x)))
-        return self.linear2(torch.abs(res[1] - res[0]))
+# The reference network, defined once: in the benchmark's faithful script of the recipe.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'bench'))
+from reference import Net  # noqa: E402
 
 
 def read_safetensors(path):
