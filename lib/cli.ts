@@ -13,6 +13,7 @@ import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
 import { loadModel, train, type SiameseModel } from './model.js'
+import { curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
 import type { EpochMetrics, ProgressEvent, TrainOptions } from './train.js'
 import { version, type VersionInfo } from './version.js'
 
@@ -80,7 +81,7 @@ function writeMetrics (dir: string, history: EpochMetrics[]): string[] {
   const json = join(dir, 'metrics.json')
   const csv = join(dir, 'metrics.csv')
   writeFileSync(json, `${JSON.stringify(history, null, 2)}\n`)
-  const columns = ['epoch', 'trainLoss', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond'] as const
+  const columns = ['epoch', 'trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond'] as const
   writeFileSync(csv, [columns.join(','), ...history.map((h) => columns.map((c) => h[c]).join(','))].join('\n') + '\n')
   return [json, csv]
 }
@@ -123,6 +124,13 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
 
   const history: EpochMetrics[] = []
   const written = new Set<string>()
+  // Curves are redrawn after every epoch, in order, so that a stopped run still has them.
+  let pictures: Promise<void> = Promise.resolve()
+  const drawCurves = (snapshot: EpochMetrics[]): void => {
+    pictures = pictures.then(async () => {
+      for (const f of await writeSvgAndPng(await curvesSvg(snapshot, `Training on ${flags.data}`), join(outDir, 'curves'))) written.add(f)
+    })
+  }
   let bar: SingleBar | undefined
   const onProgress = (e: ProgressEvent): void => {
     if (json) {
@@ -146,6 +154,7 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     if (e.type === 'epoch') {
       history.push(e)
       for (const f of writeMetrics(outDir, history)) written.add(f)
+      drawCurves([...history])
     } else if (e.type === 'file') {
       written.add(e.path)
     }
@@ -177,11 +186,20 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
   }
   if (!json && !tty) out(`training on ${flags.data} for ${flags.epochs} epochs; writing to ${outDir}`)
   try {
-    options.data = await dataFrom(flags.data, flags.download === true)
+    const data = await dataFrom(flags.data, flags.download === true)
+    options.data = data
     const { model } = await train(options)
-    model.dispose()
+    try {
+      await pictures
+      const after = `after ${history.at(-1)?.epoch ?? 0} epochs`
+      for (const f of await writeSvgAndPng(await pairsSheetSvg(model, data.test, `Fixed test pairs ${after}: P(same), green right, red wrong`), join(outDir, 'pairs'))) written.add(f)
+      for (const f of await writeSvgAndPng(await embeddingMapSvg(model, data.test, `Test embeddings ${after}, PCA to 2-D`), join(outDir, 'embeddings'))) written.add(f)
+    } finally {
+      model.dispose()
+    }
   } catch (err) {
     bar?.stop()
+    await pictures.catch(() => {})
     if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && interrupted) {
       const checkpoints = [...written].filter((f) => f.includes('checkpoint-epoch-'))
       const last = checkpoints.at(-1)

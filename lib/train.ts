@@ -15,6 +15,12 @@ export interface EpochMetrics {
   epoch: number
   /** Mean training loss over the epoch's batches. */
   trainLoss: number
+  /**
+   * Training pairs decided right during the epoch, as each batch was trained: the head's verdict
+   * for pair-ce; for the distance losses, a triplet whose positive is closer than its negative
+   * counts as two right pairs (for mined batches: its hardest positive and negative).
+   */
+  trainAccuracy: number
   /** The loss on the test triplets. */
   testLoss: number
   /** Pair accuracy on the test pairs (P(same) >= 0.5; distance <= threshold for distance losses). */

@@ -59,8 +59,21 @@ t.test('train --json: one JSON object per event, nothing else; files written', a
     t.ok(existsSync(join(outDir, f)), `wrote ${f}`)
     t.ok(done.files.includes(join(outDir, f)), `lists ${f}`)
   }
+  // Pictures: each SVG next to a PNG that decodes, at twice the SVG's size.
+  for (const picture of ['curves', 'pairs', 'embeddings']) {
+    const svg = readFileSync(join(outDir, `${picture}.svg`), 'utf8')
+    const [, width, height] = /<svg[^>]* width="(\d+(?:\.\d+)?)" height="(\d+(?:\.\d+)?)"/.exec(svg) ?? []
+    t.ok(width && height, `${picture}.svg has a size`)
+    const meta = await sharp(join(outDir, `${picture}.png`)).metadata()
+    t.equal(meta.format, 'png', `${picture}.png decodes`)
+    t.ok(Math.abs(meta.width - 2 * Number(width)) <= 2 && Math.abs(meta.height - 2 * Number(height)) <= 2,
+      `${picture}.png is ${meta.width}x${meta.height}, twice the SVG's ${width}x${height}`)
+    t.ok(done.files.includes(join(outDir, `${picture}.png`)), `lists ${picture}.png`)
+  }
+  t.match(readFileSync(join(outDir, 'pairs.svg'), 'utf8'), /P\(same\) \d\.\d\d [\u2713\u2717]/, 'the pairs sheet shows probabilities and verdicts')
+  t.equal((readFileSync(join(outDir, 'pairs.svg'), 'utf8').match(/<image /g) ?? []).length, 64, '32 pairs, two images each')
   const csv = readFileSync(join(outDir, 'metrics.csv'), 'utf8').trim().split('\n')
-  t.equal(csv[0], 'epoch,trainLoss,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond')
+  t.equal(csv[0], 'epoch,trainLoss,trainAccuracy,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond')
   t.equal(csv.length, 3)
   t.same(JSON.parse(readFileSync(join(outDir, 'metrics.json'), 'utf8')), done.history)
 })
@@ -72,7 +85,8 @@ t.test('train without a terminal: plain lines and a summary', async (t) => {
   t.match(r.stdout, /^training on .* for 1 epochs; writing to /)
   t.match(r.stdout, /epoch 1\/1 {2}train loss \d+\.\d{4} {2}test loss \d+\.\d{4} {2}accuracy \d+\.\d\d% {2}AUC \d\.\d{4}/)
   t.match(r.stdout, /epoch {2}train loss {2}test loss {2}accuracy {2}AUC/)
-  t.match(r.stdout, `written:\n  ${join(dir, 'metrics.csv')}`)
+  t.match(r.stdout, `written:\n  ${join(dir, 'curves.png')}\n`)
+  for (const f of ['metrics.csv', 'model.safetensors', 'pairs.png', 'embeddings.svg']) t.match(r.stdout, `\n  ${join(dir, f)}\n`)
   t.notMatch(r.stdout, /\u001b\[/, 'no terminal escapes')
 })
 

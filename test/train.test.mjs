@@ -33,7 +33,8 @@ t.test('one epoch: events, metrics, files, and a free event loop', async (t) => 
 
   t.equal(history.length, 2)
   const m = history[1]
-  t.same(Object.keys(m).sort(), ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testLoss', 'threshold', 'trainLoss'])
+  t.same(Object.keys(m).sort(), ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss'])
+  t.ok(m.trainAccuracy > 0.5 && m.trainAccuracy <= 1, `train accuracy ${m.trainAccuracy}`)
   t.ok(m.testAccuracy > 0.5 && m.testAccuracy <= 1, `accuracy ${m.testAccuracy}`)
   t.ok(m.auc > 0.5 && m.auc <= 1, `auc ${m.auc}`)
   t.ok(m.pairsPerSecond > 0 && m.seconds > 0)

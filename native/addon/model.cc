@@ -109,6 +109,7 @@ Napi::Object metricsToJs(Napi::Env env, const core::EpochMetrics& m) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("epoch", m.epoch);
   o.Set("trainLoss", m.trainLoss);
+  o.Set("trainAccuracy", m.trainAccuracy);
   o.Set("testLoss", m.testLoss);
   o.Set("testAccuracy", m.testAccuracy);
   o.Set("auc", m.auc);

@@ -55,6 +55,7 @@ struct BatchProgress {
 struct EpochMetrics {
   int64_t epoch = 0;
   double trainLoss = 0;
+  double trainAccuracy = 0;  // training pairs decided right during the epoch (see trainer.cc)
   double testLoss = 0;
   double testAccuracy = 0;
   double auc = 0;

@@ -1,0 +1,195 @@
+// Pictures of a training run: training curves, a sheet of test pairs, an embedding map. Charts
+// are Vega specifications rendered to SVG by vega (no browser); PNGs are rasterised from the
+// SVG by sharp (librsvg). PCA comes from ml-pca.
+import { writeFile } from 'node:fs/promises'
+
+import type SharpType from 'sharp'
+
+import type { LabelledImages } from './datasets/types.js'
+import { testPairs } from './datasets/sampling.js'
+import type { SiameseModel } from './model.js'
+import type { EpochMetrics } from './train.js'
+
+type VegaSpec = Record<string, unknown>
+
+const FONT = 'DejaVu Sans, Verdana, sans-serif'
+const TRAIN_COLOUR = '#1f77b4'
+const TEST_COLOUR = '#ff7f0e'
+
+function sharp (): typeof SharpType {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('sharp') as typeof SharpType
+}
+
+// The little of vega's API used here (its own typings need the DOM library).
+interface Vega {
+  parse(spec: VegaSpec): unknown
+  View: new (runtime: unknown, options: { renderer: 'none' }) => { toSVG(): Promise<string> }
+}
+
+async function renderSvg (spec: VegaSpec): Promise<string> {
+  // vega is an ES module only: load it on demand (a variable name keeps its typings out).
+  const name = 'vega'
+  const vega = (await import(name)) as Vega
+  return new vega.View(vega.parse(spec), { renderer: 'none' }).toSVG()
+}
+
+/** Writes `name.svg` and `name.png` (rasterised at twice the size) and returns both paths. */
+export async function writeSvgAndPng (svg: string, base: string): Promise<string[]> {
+  await writeFile(`${base}.svg`, svg)
+  await sharp()(Buffer.from(svg), { density: 144 }).flatten({ background: '#ffffff' }).png().toFile(`${base}.png`)
+  return [`${base}.svg`, `${base}.png`]
+}
+
+function linePanel (metric: 'loss' | 'accuracy', x: number, width: number): VegaSpec {
+  const isAccuracy = metric === 'accuracy'
+  return {
+    type: 'group',
+    title: { text: isAccuracy ? 'Pair accuracy' : 'Loss', font: FONT, fontSize: 14 },
+    encode: { enter: { x: { value: x }, width: { value: width }, height: { signal: 'height' } } },
+    data: [{ name: metric, source: 'rows', transform: [{ type: 'filter', expr: `datum.metric === '${metric}'` }] }],
+    scales: [
+      { name: 'x', type: 'linear', domain: { data: metric, field: 'epoch' }, range: [0, width], zero: false, nice: false, padding: 8 },
+      { name: 'y', type: 'linear', domain: { data: metric, field: 'value' }, range: 'height', zero: !isAccuracy, nice: true }
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: 'epoch', tickMinStep: 1, format: 'd', labelFont: FONT, titleFont: FONT },
+      { orient: 'left', scale: 'y', grid: true, format: isAccuracy ? '.1%' : '.2f', labelFont: FONT, titleFont: FONT }
+    ],
+    marks: [{
+      type: 'group',
+      from: { facet: { name: `${metric}-series`, data: metric, groupby: 'split' } },
+      marks: [
+        {
+          type: 'line',
+          from: { data: `${metric}-series` },
+          encode: { enter: { x: { scale: 'x', field: 'epoch' }, y: { scale: 'y', field: 'value' }, stroke: { scale: 'colour', field: 'split' }, strokeWidth: { value: 2 } } }
+        },
+        {
+          type: 'symbol',
+          from: { data: `${metric}-series` },
+          encode: { enter: { x: { scale: 'x', field: 'epoch' }, y: { scale: 'y', field: 'value' }, fill: { scale: 'colour', field: 'split' }, size: { value: 36 } } }
+        }
+      ]
+    }]
+  }
+}
+
+/** Loss and pair accuracy per epoch, train and test, side by side. */
+export async function curvesSvg (history: readonly EpochMetrics[], title: string): Promise<string> {
+  const rows = history.flatMap((h) => [
+    { epoch: h.epoch, metric: 'loss', split: 'train', value: h.trainLoss },
+    { epoch: h.epoch, metric: 'loss', split: 'test', value: h.testLoss },
+    { epoch: h.epoch, metric: 'accuracy', split: 'train', value: h.trainAccuracy },
+    { epoch: h.epoch, metric: 'accuracy', split: 'test', value: h.testAccuracy }
+  ])
+  return renderSvg({
+    $schema: 'https://vega.github.io/schema/vega/v5.json',
+    width: 760,
+    height: 280,
+    padding: 16,
+    background: 'white',
+    title: { text: title, font: FONT, fontSize: 16, anchor: 'start' },
+    data: [{ name: 'rows', values: rows }],
+    scales: [{ name: 'colour', type: 'ordinal', domain: ['train', 'test'], range: [TRAIN_COLOUR, TEST_COLOUR] }],
+    // Placed by hand, right of both panels, so that it never covers a line.
+    legends: [{ fill: 'colour', orient: 'none', legendX: 780, legendY: 0, labelFont: FONT, titleFont: FONT, title: 'split' }],
+    marks: [linePanel('loss', 0, 340), linePanel('accuracy', 420, 340)]
+  })
+}
+
+/**
+ * Principal components of `points` (rows of equal length): the first two coordinates of each.
+ */
+export async function pca2d (points: readonly Float32Array[]): Promise<Array<[number, number]>> {
+  const { PCA } = await import('ml-pca')
+  const rows = points.map((p) => Array.from(p))
+  const pca = new PCA(rows, { center: true, scale: false })
+  const projected = pca.predict(rows, { nComponents: 2 })
+  return projected.to2DArray().map((r: number[]) => [r[0] ?? 0, r[1] ?? 0])
+}
+
+/** Test embeddings projected to 2-D by PCA, one colour per class. */
+export async function embeddingMapSvg (model: SiameseModel, set: LabelledImages, title: string, limit = 2000): Promise<string> {
+  const count = Math.min(set.count, limit)
+  const size = set.width * set.height
+  const images = Array.from({ length: count }, (_, i) => set.images.slice(i * size, (i + 1) * size))
+  const embeddings = await model.embed(images)
+  const xy = await pca2d(embeddings)
+  const values = xy.map(([x, y], i) => ({ x, y, cls: set.classes[set.labels[i] as number] }))
+  return renderSvg({
+    $schema: 'https://vega.github.io/schema/vega/v5.json',
+    width: 560,
+    height: 480,
+    padding: 16,
+    background: 'white',
+    title: { text: title, font: FONT, fontSize: 16, anchor: 'start' },
+    data: [{ name: 'points', values }],
+    scales: [
+      { name: 'x', type: 'linear', domain: { data: 'points', field: 'x' }, range: 'width', nice: true, zero: false },
+      { name: 'y', type: 'linear', domain: { data: 'points', field: 'y' }, range: 'height', nice: true, zero: false },
+      { name: 'colour', type: 'ordinal', domain: [...set.classes], range: { scheme: 'category10' } }
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: 'first principal component', labelFont: FONT, titleFont: FONT },
+      { orient: 'left', scale: 'y', title: 'second principal component', labelFont: FONT, titleFont: FONT }
+    ],
+    legends: [{ fill: 'colour', title: 'class', labelFont: FONT, titleFont: FONT, symbolType: 'circle' }],
+    marks: [{
+      type: 'symbol',
+      from: { data: 'points' },
+      encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'y' }, fill: { scale: 'colour', field: 'cls' }, fillOpacity: { value: 0.7 }, size: { value: 14 } } }
+    }]
+  })
+}
+
+function escapeXml (text: string): string {
+  return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] as string)
+}
+
+/**
+ * A sheet of the first `count` fixed test pairs (half same, half different): both images, the
+ * predicted P(same), framed green when the verdict (at 0.5) is right and red when wrong.
+ */
+export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, title: string, count = 32): Promise<string> {
+  const pairs = testPairs(set)
+  const n = Math.min(count, pairs.left.length)
+  const size = set.width * set.height
+  const pick = (i: number): Uint8Array => set.images.slice(i * size, (i + 1) * size)
+  const left = Array.from({ length: n }, (_, k) => pick(pairs.left[k] as number))
+  const right = Array.from({ length: n }, (_, k) => pick(pairs.right[k] as number))
+  const p = await model.predict(left, right)
+  const scale = 3
+  const w = set.width * scale
+  const h = set.height * scale
+  const cellW = 2 * w + 30
+  const cellH = h + 46
+  const columns = 8
+  const rows = Math.ceil(n / columns)
+  const png = async (pixels: Uint8Array): Promise<string> => {
+    const buffer = await sharp()(Buffer.from(pixels), { raw: { width: set.width, height: set.height, channels: 1 } })
+      .resize(w, h, { kernel: 'nearest' }).png().toBuffer()
+    return `data:image/png;base64,${buffer.toString('base64')}`
+  }
+  const cells: string[] = []
+  for (let k = 0; k < n; k++) {
+    const same = pairs.same[k] === 1
+    const correct = (p[k] as number) >= 0.5 === same
+    const x = 10 + (k % columns) * cellW
+    const y = 44 + Math.floor(k / columns) * cellH
+    const colour = correct ? '#2ca02c' : '#d62728'
+    cells.push(
+      `<rect x="${x}" y="${y}" width="${cellW - 10}" height="${cellH - 8}" rx="4" fill="#f7f7f7" stroke="${colour}" stroke-width="3"/>`,
+      `<image x="${x + 5}" y="${y + 5}" width="${w}" height="${h}" href="${await png(left[k] as Uint8Array)}"/>`,
+      `<image x="${x + 15 + w}" y="${y + 5}" width="${w}" height="${h}" href="${await png(right[k] as Uint8Array)}"/>`,
+      `<text x="${x + (cellW - 10) / 2}" y="${y + h + 27}" text-anchor="middle" font-family="${FONT}" font-size="14" fill="${colour}">` +
+        `${same ? 'same' : 'different'}: P(same) ${(p[k] as number).toFixed(2)} ${correct ? '\u2713' : '\u2717'}</text>`
+    )
+  }
+  const width = 20 + columns * cellW - 10
+  const height = 54 + rows * cellH
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">` +
+    `<rect width="100%" height="100%" fill="white"/>` +
+    `<text x="10" y="28" font-family="${FONT}" font-size="18">${escapeXml(title)}</text>` +
+    `${cells.join('')}</svg>`
+}
