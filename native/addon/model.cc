@@ -176,6 +176,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // A job whose result is a float tensor, handed to JavaScript as a Float32Array.
+  Napi::Promise floatJob(Napi::Env env, std::function<torch::Tensor()> work) {
+    return job<torch::Tensor>(env, std::move(work),
+                              [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+  }
+
+  // Argument `index`: `count` images of this model's input size, copied into a tensor.
+  static torch::Tensor imagesArg(const Napi::CallbackInfo& info, size_t index, int64_t count, const core::Model& model) {
+    const auto& shape = model.config().shape;
+    return copyImages(info[index], count, shape.height, shape.width);
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
@@ -197,11 +209,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
-      const auto& shape = model->config().shape;
-      torch::Tensor images = copyImages(info[0], static_cast<int64_t>(numberArg(info, 1)), shape.height, shape.width);
-      return job<torch::Tensor>(
-          env, [model, images]() { return model->embedImages(images); },
-          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+      torch::Tensor images = imagesArg(info, 0, static_cast<int64_t>(numberArg(info, 1)), *model);
+      return floatJob(env, [model, images]() { return model->embedImages(images); });
     });
   }
 
@@ -210,18 +219,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
-      const auto& shape = model->config().shape;
       const auto count = static_cast<int64_t>(numberArg(info, 2));
-      torch::Tensor left = copyImages(info[0], count, shape.height, shape.width);
-      torch::Tensor right = copyImages(info[1], count, shape.height, shape.width);
-      return job<torch::Tensor>(
-          env,
-          [model, left, right]() {
-            // One embedding pass over both sides together.
-            const auto e = model->embedImages(torch::cat({left, right}));
-            return model->sameProbability(e.narrow(0, 0, left.size(0)), e.narrow(0, left.size(0), right.size(0)));
-          },
-          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+      torch::Tensor left = imagesArg(info, 0, count, *model);
+      torch::Tensor right = imagesArg(info, 1, count, *model);
+      return floatJob(env, [model, left, right]() {
+        // One embedding pass over both sides together.
+        const auto e = model->embedImages(torch::cat({left, right}));
+        return model->sameProbability(e.narrow(0, 0, left.size(0)), e.narrow(0, left.size(0), right.size(0)));
+      });
     });
   }
 
@@ -232,31 +237,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
-      const auto& shape = model->config().shape;
       const auto q = static_cast<int64_t>(numberArg(info, 1));
       const auto s = static_cast<int64_t>(numberArg(info, 3));
-      torch::Tensor queries = copyImages(info[0], q, shape.height, shape.width);
-      torch::Tensor support = copyImages(info[2], s, shape.height, shape.width);
+      torch::Tensor queries = imagesArg(info, 0, q, *model);
+      torch::Tensor support = imagesArg(info, 2, s, *model);
       auto labelArray = int32ArrayArg(info, 4);
       std::vector<int64_t> labels(labelArray.Data(), labelArray.Data() + labelArray.ElementLength());
       const auto classes = static_cast<int64_t>(numberArg(info, 5));
-      return job<torch::Tensor>(
-          env,
-          [model, queries, support, labels, q, s, classes]() {
-            const auto e = model->embedImages(torch::cat({queries, support}));
-            const auto eq = e.narrow(0, 0, q);
-            const auto es = e.narrow(0, q, s);
-            // All (query, support) pairs at once: [q * s] probabilities.
-            const auto p = model->sameProbability(eq.repeat_interleave(s, 0), es.repeat({q, 1})).view({q, s});
-            auto scores = torch::full({q, classes}, -1.0f);
-            const auto index = torch::tensor(labels, torch::kLong);
-            for (int64_t c = 0; c < classes; ++c) {
-              const auto members = (index == c).nonzero().squeeze(1);
-              if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).amax(1));
-            }
-            return scores;
-          },
-          [](Napi::Env e, torch::Tensor& r) -> Napi::Value { return toFloat32Array(e, r); });
+      return floatJob(env, [model, queries, support, labels, q, s, classes]() {
+        const auto e = model->embedImages(torch::cat({queries, support}));
+        const auto eq = e.narrow(0, 0, q);
+        const auto es = e.narrow(0, q, s);
+        // All (query, support) pairs at once: [q * s] probabilities.
+        const auto p = model->sameProbability(eq.repeat_interleave(s, 0), es.repeat({q, 1})).view({q, s});
+        auto scores = torch::full({q, classes}, -1.0f);
+        const auto index = torch::tensor(labels, torch::kLong);
+        for (int64_t c = 0; c < classes; ++c) {
+          const auto members = (index == c).nonzero().squeeze(1);
+          if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).amax(1));
+        }
+        return scores;
+      });
     });
   }
 

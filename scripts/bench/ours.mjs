@@ -1,0 +1,50 @@
+// One siamese-torch run of the benchmark, in its own process so that its peak memory is its own.
+// Prints one JSON line. Usage: node ours.mjs THREADS SEED
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { datasets, train } from '../../dist/index.mjs'
+
+const threads = Number(process.argv[2] ?? 2)
+const seed = Number(process.argv[3] ?? 0)
+const loop = monitorEventLoopDelay({ resolution: 5 })
+loop.enable()
+const { model, history } = await train({ data: 'embedded', pairs: 'reference', epochs: 1, threads, seed })
+loop.disable()
+const { test } = await datasets.embedded()
+
+// Evaluation throughput: the fixed test pairs, as training measures them.
+let started = performance.now()
+const metrics = await model.evaluate(test, { ways: 0 })
+const evalSeconds = (performance.now() - started) / 1000
+
+// Single-pair predict latency, one call after the other.
+const image = (i) => test.images.slice(i * 784, (i + 1) * 784)
+const latencies = []
+for (let i = 0; i < 300; i++) {
+  const t0 = performance.now()
+  await model.predict(image(i), image(i + 1))
+  latencies.push(performance.now() - t0)
+}
+latencies.sort((a, b) => a - b)
+
+// Batch-1024 predict throughput.
+const left = Array.from({ length: 1024 }, (_, i) => image(i))
+const right = Array.from({ length: 1024 }, (_, i) => image(1024 + (i % 900)))
+await model.predict(left, right)
+started = performance.now()
+const batches = 5
+for (let b = 0; b < batches; b++) await model.predict(left, right)
+const batchSeconds = (performance.now() - started) / 1000
+
+console.log(JSON.stringify({
+  tool: 'siamese-torch',
+  threads,
+  trainPairsPerSecond: history[0].pairsPerSecond,
+  testAccuracy: history[0].testAccuracy,
+  evalPairsPerSecond: metrics.pairs / evalSeconds,
+  predictMedianMs: latencies[Math.floor(latencies.length / 2)],
+  predictP99Ms: latencies[Math.floor(latencies.length * 0.99)],
+  batch1024PairsPerSecond: (batches * 1024) / batchSeconds,
+  eventLoopMaxDelayMs: loop.max / 1e6,
+  maxRssMiB: process.resourceUsage().maxRSS / 1024
+}))
+model.dispose()
