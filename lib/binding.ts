@@ -91,7 +91,7 @@ export interface NativeEvaluation {
 
 /** The addon's model object. */
 export interface NativeModel {
-  info(): { config: NativeModelConfig, device: string, metadata: Record<string, string>, jobs: number, training: boolean }
+  info(): { config: NativeModelConfig, device: string, threads: number, metadata: Record<string, string>, jobs: number, training: boolean }
   embed(images: Uint8Array, count: number): Promise<Float32Array>
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,
@@ -113,8 +113,8 @@ export interface Binding {
   sampleTriplets(labels: Int32Array, numClasses: number, scheme: 'reference' | 'balanced', seed: number, epoch: number): NativeTriplets
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
     seed: number, epoch: number): Int32Array
-  createModel(config: NativeModelConfig, device: string, seed: number): Promise<NativeModel>
-  loadModel(path: string, device: string): Promise<{ model: NativeModel, checkpoint: boolean }>
+  createModel(config: NativeModelConfig, device: string, seed: number, threads: number): Promise<NativeModel>
+  loadModel(path: string, device: string, threads: number): Promise<{ model: NativeModel, checkpoint: boolean }>
 }
 
 /** The package's root folder (dist/ sits in it). */

@@ -131,6 +131,11 @@ export class SiameseModel {
     return this.#use().info().device
   }
 
+  /** LibTorch threads its work uses (0: LibTorch's default, the physical cores). */
+  get threads (): number {
+    return this.#use().info().threads
+  }
+
   /** Class names of the data it was trained on, when known. */
   get classes (): string[] | undefined {
     const text = this.#use().info().metadata['classes']
@@ -362,6 +367,8 @@ export interface CreateModelOptions {
   device?: Device
   /** Seed of the weight initialisation. Default 0. */
   seed?: number
+  /** LibTorch threads for this model's work, training and inference. Default: LibTorch's. */
+  threads?: number
 }
 
 const DEVICE = /^(auto|cpu|cuda(:\d{1,3})?)$/
@@ -405,11 +412,12 @@ export function modelConfigFrom (o: Record<string, unknown>): NativeModelConfig 
  */
 export async function createModel (options?: CreateModelOptions): Promise<SiameseModel> {
   const site = callSite()
-  const o = optionsObject(options, 'options', ['width', 'height', 'embeddingSize', 'loss', 'margin', 'mean', 'std', 'device', 'seed'])
+  const o = optionsObject(options, 'options', ['width', 'height', 'embeddingSize', 'loss', 'margin', 'mean', 'std', 'device', 'seed', 'threads'])
   const config = modelConfigFrom(o)
   const device = deviceOption(o['device'])
   const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
-  return new SiameseModel(await rethrowAtCallSite(binding().createModel(config, device, seed), site))
+  const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
+  return new SiameseModel(await rethrowAtCallSite(binding().createModel(config, device, seed, threads), site))
 }
 
 /**
@@ -421,12 +429,13 @@ export async function createModel (options?: CreateModelOptions): Promise<Siames
  * const model = await loadModel('out/model.safetensors', { device: 'cpu' })
  * ```
  */
-export async function loadModel (path: string, options?: { device?: Device }): Promise<SiameseModel> {
+export async function loadModel (path: string, options?: { device?: Device, threads?: number }): Promise<SiameseModel> {
   const site = callSite()
   const file = resolve(nonEmptyString(path, 'path'))
-  const o = optionsObject(options, 'options', ['device'])
+  const o = optionsObject(options, 'options', ['device', 'threads'])
   const device = deviceOption(o['device'])
-  const { model } = await rethrowAtCallSite(binding().loadModel(file, device), site)
+  const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
+  const { model } = await rethrowAtCallSite(binding().loadModel(file, device, threads), site)
   return new SiameseModel(model)
 }
 
@@ -449,7 +458,8 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
   const o = optionsObject(options, 'options', TRAIN_OPTIONS)
   if (o['resume'] !== undefined) {
     const path = resolve(nonEmptyString(o['resume'], 'resume'))
-    const { model: native, checkpoint } = await rethrowAtCallSite(binding().loadModel(path, deviceOption(o['device'])), site)
+    const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
+    const { model: native, checkpoint } = await rethrowAtCallSite(binding().loadModel(path, deviceOption(o['device']), threads), site)
     if (!checkpoint) {
       native.dispose()
       throw new SiameseTorchError(`${path}: not a checkpoint (it has no optimizer state); train a loaded model with model.train`,
@@ -472,7 +482,8 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
     ...(o['loss'] === undefined ? {} : { loss: o['loss'] as ModelConfig['loss'] }),
     ...(o['margin'] === undefined ? {} : { margin: o['margin'] as number }),
     device: deviceOption(o['device']),
-    seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
+    seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed'),
+    ...(o['threads'] === undefined ? {} : { threads: o['threads'] as number })
   })
   try {
     const history = await rethrowAtCallSite(trainModel(model.native, { ...o, data }, undefined), site)

@@ -94,7 +94,7 @@ export interface TrainOptions {
   batchSize?: number
   /** Seed of initialisation, pairs and order. Default 0. Same seed on CPU: same weights. */
   seed?: number
-  /** LibTorch threads for this training. Default: LibTorch's (the physical cores). */
+  /** LibTorch threads for training, and for the model's later inference. Default: LibTorch's (the physical cores). */
   threads?: number
   /** Default `'auto'`: CUDA when available. */
   device?: 'auto' | 'cpu' | 'cuda' | `cuda:${number}`

@@ -61,6 +61,7 @@ t.test('one epoch: events, metrics, files, and a free event loop', async (t) => 
 t.test('the same seed on the CPU gives bit-identical weights', async (t) => {
   const run = async (dir) => {
     const { model } = await train({ data, epochs: 1, seed: 7, threads: 1, outDir: join(scratch, dir) })
+    t.equal(model.threads, 1, 'the model keeps its thread count for inference')
     model.dispose()
     return weightBytes(join(scratch, dir, 'model.safetensors'))
   }
@@ -172,7 +173,9 @@ t.test("device 'cuda' without CUDA: ERR_CUDA_UNAVAILABLE", { skip: version().cud
   await t.rejects(createModel({ device: 'cuda:1' }), { code: 'ERR_CUDA_UNAVAILABLE' })
   const model = await createModel({ device: 'auto' })
   t.equal(model.device, 'cpu', "'auto' falls back to the CPU")
+  t.equal(model.threads, 0, "threads: LibTorch's default unless given")
   model.dispose()
+  await t.rejects(createModel({ threads: 0 }), { code: 'ERR_INVALID_ARG', message: 'Expected an integer from 1 to 1024 for threads but received number 0' })
 })
 
 t.test('a saved model loads and predicts the same', async (t) => {

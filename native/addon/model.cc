@@ -195,6 +195,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Object out = Napi::Object::New(env);
       out.Set("config", configToJs(env, *model));
       out.Set("device", core::deviceName(model->device()));
+      out.Set("threads", model->threads());
       Napi::Object metadata = Napi::Object::New(env);
       for (const auto& [k, v] : model->extraMetadata()) metadata.Set(k, v);
       out.Set("metadata", metadata);
@@ -496,34 +497,42 @@ void ModelWrap::finishTraining(TrainingJob* job) {
 
 namespace {
 
-// createModel(config, device, seed) -> Promise<NativeModel>
+// createModel(config, device, seed, threads) -> Promise<NativeModel>
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const core::ModelConfig config = readModelConfig(info[0].As<Napi::Object>());
     const std::string device = stringArg(info, 1);
     const auto seed = static_cast<uint64_t>(numberArg(info, 2));
+    const int threads = static_cast<int>(numberArg(info, 3));
     return PromiseWorker<std::shared_ptr<core::Model>>::Start(
-        env, [config, device, seed]() { return std::make_shared<core::Model>(config, core::parseDevice(device), seed); },
+        env,
+        [config, device, seed, threads]() {
+          auto model = std::make_shared<core::Model>(config, core::parseDevice(device), seed);
+          model->setThreads(threads);
+          return model;
+        },
         [](Napi::Env e, std::shared_ptr<core::Model>& m) -> Napi::Value { return ModelWrap::Wrap(e, m); });
   });
 }
 
-// loadModel(path, device) -> Promise<{ model: NativeModel, checkpoint: boolean }>
+// loadModel(path, device, threads) -> Promise<{ model: NativeModel, checkpoint: boolean }>
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const std::string path = stringArg(info, 0);
     const std::string device = stringArg(info, 1);
+    const int threads = static_cast<int>(numberArg(info, 2));
     struct Loaded {
       std::shared_ptr<core::Model> model;
       bool checkpoint = false;
     };
     return PromiseWorker<Loaded>::Start(
         env,
-        [path, device]() {
+        [path, device, threads]() {
           const torch::Device d = core::parseDevice(device);
           core::LoadedModel loaded = core::loadModelFile(path, d);
+          loaded.model->setThreads(threads);
           return Loaded{std::shared_ptr<core::Model>(std::move(loaded.model)), !loaded.optimizer.kind.empty()};
         },
         [](Napi::Env e, Loaded& l) -> Napi::Value {

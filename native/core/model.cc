@@ -86,7 +86,13 @@ Model::Model(const ModelConfig& config, torch::Device device, SiameseNet net)
   net_->to(device_);
 }
 
+void Model::useThreads() const {
+  const int wanted = threads_;
+  if (wanted > 0 && at::get_num_threads() != wanted) at::set_num_threads(wanted);
+}
+
 torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize) {
+  useThreads();
   torch::InferenceMode inference;
   std::lock_guard<std::mutex> lock(weightsMutex_);
   const int64_t n = images.size(0);
@@ -101,6 +107,7 @@ torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize)
 }
 
 torch::Tensor Model::pairScores(const torch::Tensor& e1, const torch::Tensor& e2) {
+  useThreads();
   torch::InferenceMode inference;
   std::lock_guard<std::mutex> lock(weightsMutex_);
   const auto a = e1.to(device_);

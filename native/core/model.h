@@ -1,6 +1,7 @@
 // A Siamese model: the network, what it was trained for, where it runs, and its files.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -47,6 +48,12 @@ class Model {
   void setThreshold(double threshold) { config_.threshold = threshold; }
   torch::Device device() const { return device_; }
 
+  // LibTorch threads for this model's work (0: LibTorch's default). With OpenMP the count is a
+  // per-thread setting, so every job applies it on the thread it runs on (useThreads()).
+  void setThreads(int threads) { threads_ = threads; }
+  int threads() const { return threads_; }
+  void useThreads() const;
+
   // Held while the weights change (one optimiser step) or are read (inference): inference
   // during training sees the weights of the last completed step.
   std::mutex& weightsMutex() { return weightsMutex_; }
@@ -65,6 +72,7 @@ class Model {
  private:
   ModelConfig config_;
   torch::Device device_;
+  std::atomic<int> threads_{0};
   SiameseNet net_{nullptr};
   std::mutex weightsMutex_;
   Metadata extra_;

@@ -159,7 +159,8 @@ Mining parseMining(const std::string& name) {
 
 TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c,
                         const TrainHooks& hooks, int64_t startEpoch, const OptimizerSnapshot* resume) {
-  if (c.threads > 0) at::set_num_threads(c.threads);  // per thread with OpenMP: set it here
+  if (c.threads > 0) model.setThreads(c.threads);
+  model.useThreads();  // per thread with OpenMP: set it on the training thread
   const auto device = model.device();
   const Normalization norm = model.config().norm;
   const bool mined = model.config().loss == Loss::Triplet && c.mining != Mining::None;
