@@ -469,10 +469,8 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
     const history = await rethrowAtCallSite(trainModel(native, o, path), site)
     return { model, history }
   }
-  for (const key of ['loss', 'margin', 'embeddingSize'] as const) {
-    if (o[key] !== undefined && key === 'margin' && (o['loss'] ?? 'pair-ce') === 'pair-ce') {
-      throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o[key])
-    }
+  if (o['margin'] !== undefined && (o['loss'] ?? 'pair-ce') === 'pair-ce') {
+    throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o['margin'])
   }
   const data = await rethrowAtCallSite(resolveData(o['data'] ?? 'embedded', o['download'] === true), site)
   const model = await createModel({
