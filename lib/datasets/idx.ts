@@ -49,10 +49,16 @@ export async function readIdxDir (dir: string, name: string, classes?: readonly 
     throw new SiameseTorchError(`${dir} lacks ${names}`, 'ERR_BAD_FILE', { path: dir })
   }
   const file = (k: IdxFileKey): string => findIdxFile(dir, k) as string
-  const [train, test] = await Promise.all([
+  // Both splits are read at once; when both fail, the train split's error is the one reported,
+  // so that the same bad folder always gives the same error.
+  const [trainRead, testRead] = await Promise.allSettled([
     readSplit(file('trainImages'), file('trainLabels'), classes),
     readSplit(file('testImages'), file('testLabels'), classes)
   ])
+  if (trainRead.status === 'rejected') throw trainRead.reason
+  if (testRead.status === 'rejected') throw testRead.reason
+  const train = trainRead.value
+  const test = testRead.value
   if (train.width !== test.width || train.height !== test.height) {
     throw new SiameseTorchError(`${file('testImages')} holds ${test.width}x${test.height} images but ` +
       `${file('trainImages')} holds ${train.width}x${train.height}`, 'ERR_BAD_FILE', { path: file('testImages') })
