@@ -1,8 +1,8 @@
 import { resolve } from 'node:path'
 
-import { binding, type NativeImageData, type NativeModel, type NativeModelConfig } from './binding.js'
+import { binding, type NativeModel, type NativeModelConfig } from './binding.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
-import { assertLabelledImages } from './datasets/arrays.js'
+import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
 import { toPixels, type ImageInput } from './inputs.js'
 import { integerIn, invalidArg, isPlainObject, nonEmptyString, optionsObject, seedOption } from './validate.js'
@@ -81,17 +81,6 @@ export interface Classification {
   scores: number[]
   /** The class names the labels index. */
   classes: string[]
-}
-
-export function toNativeData (set: LabelledImages): NativeImageData {
-  return {
-    images: set.images,
-    labels: set.labels,
-    count: set.count,
-    width: set.width,
-    height: set.height,
-    numClasses: set.classes.length
-  }
 }
 
 function asList<T> (value: T | readonly T[]): readonly T[] {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 
 import type { NativeEpochMetrics, NativeModel, NativeTrainingEvent } from './binding.js'
 import { SiameseTorchError } from './errors.js'
-import { assertLabelledImages } from './datasets/arrays.js'
+import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import { fashionMnist, mnist } from './datasets/catalog.js'
 import { embedded } from './datasets/embedded.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
@@ -200,9 +200,6 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
     throw invalidArg('data', `${width}x${height} images, the model's input size`, `${data.train.width}x${data.train.height} images`)
   }
   const classes = data.train.classes.length >= data.test.classes.length ? data.train.classes : data.test.classes
-  const toNative = (set: LabelledImages) => ({
-    images: set.images, labels: set.labels, count: set.count, width: set.width, height: set.height, numClasses: classes.length
-  })
 
   // Recorded in every file, so that a checkpoint can resume with the same settings.
   const recorded = {
@@ -227,7 +224,7 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
   const stop = (): void => native.stopTraining()
   signal?.addEventListener('abort', stop, { once: true })
   try {
-    const history: NativeEpochMetrics[] = await native.train(toNative(data.train), toNative(data.test), config, deliver, resumeFrom)
+    const history: NativeEpochMetrics[] = await native.train(toNativeData(data.train, classes.length), toNativeData(data.test, classes.length), config, deliver, resumeFrom)
     native.setMetadata({ metrics: JSON.stringify(history.at(-1) ?? {}) })
     return history
   } finally {

@@ -1,4 +1,5 @@
 import { integerIn, invalidArg, isPlainObject, optionsObject } from '../validate.js'
+import type { NativeImageData } from '../binding.js'
 import type { LabelledImages } from './types.js'
 
 /** Largest image side accepted (pixels). */
@@ -144,3 +145,8 @@ export function classCounts (set: LabelledImages): number[] {
   return counts
 }
 
+
+/** A set as the addon reads it; `numClasses` defaults to the set's own class count. */
+export function toNativeData (set: LabelledImages, numClasses: number = set.classes.length): NativeImageData {
+  return { images: set.images, labels: set.labels, count: set.count, width: set.width, height: set.height, numClasses }
+}
