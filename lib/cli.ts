@@ -15,7 +15,7 @@ import { SiameseTorchError } from './errors.js'
 import { loadModel, train, type SiameseModel } from './model.js'
 import { curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
 import type { EpochMetrics, ProgressEvent, TrainOptions } from './train.js'
-import { version, type VersionInfo } from './version.js'
+import { packageVersion, version, type VersionInfo } from './version.js'
 
 // Exit codes: 0 done, 1 a runtime failure, 2 a usage error, 130 stopped by Ctrl-C.
 const EXIT_FAILURE = 1
@@ -256,7 +256,7 @@ function npy (rows: Float32Array[]): Buffer {
 function buildProgram (): Command {
   const program = new Command('siamese-torch')
     .description('Train and use Siamese networks natively with LibTorch')
-    .version(readVersion(), '--version', 'print the package version')
+    .version(packageVersion(), '--version', 'print the package version')
     .option('--verbose', 'show stack traces of errors')
     .exitOverride()
 
@@ -365,14 +365,6 @@ function buildProgram (): Command {
       out(`${rows.length} embeddings of ${rows[0]?.length ?? 0} values written to ${file}`)
     })
   return program
-}
-
-function readVersion (): string {
-  try {
-    return version().siameseTorch
-  } catch {
-    return 'unknown'
-  }
 }
 
 async function main (argv: string[]): Promise<number> {

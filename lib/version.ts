@@ -38,11 +38,12 @@ export interface VersionInfo {
   threads: number
 }
 
-let packageVersion: string | undefined
+let cachedPackageVersion: string | undefined
 
-function readPackageVersion (): string {
-  const manifest = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
-  return manifest.version
+/** This package's version, from its package.json (no need of the addon). */
+export function packageVersion (): string {
+  cachedPackageVersion ??= (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
+  return cachedPackageVersion
 }
 
 /**
@@ -57,9 +58,8 @@ function readPackageVersion (): string {
  */
 export function version (): VersionInfo {
   const native = binding().version()
-  packageVersion ??= readPackageVersion()
   return {
-    siameseTorch: packageVersion,
+    siameseTorch: packageVersion(),
     libtorch: native.libtorch,
     libtorchSource: native.libtorchSource as LibtorchSource,
     libtorchLibrary: native.libtorchLibrary,
