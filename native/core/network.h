@@ -33,6 +33,14 @@ class SiameseNetImpl : public torch::nn::Module {
 
   const NetworkShape& shape() const { return shape_; }
 
+  // Puts the convolution weights in the layout that training (true) or inference (false) runs
+  // fastest in: NHWC for training on a CPU with oneDNN, NCHW otherwise. The caller holds the
+  // model's weights lock.
+  void useTrainingLayout(bool training);
+
+  // True on a CPU whose LibTorch has oneDNN (mkldnn) enabled.
+  bool usesOneDnn() const;
+
  private:
   NetworkShape shape_;
   torch::nn::Conv2d conv1{nullptr};

@@ -162,6 +162,8 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   if (c.threads > 0) model.setThreads(c.threads);
   model.useThreads();  // per thread with OpenMP: set it on the training thread
   const auto device = model.device();
+  // cuDNN autotuning: the batch shape is fixed, so the fastest algorithm found once is reused.
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const Normalization norm = model.config().norm;
   const bool mined = model.config().loss == Loss::Triplet && c.mining != Mining::None;
 
@@ -186,6 +188,23 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   auto optimizer = makeOptimizer(model, c);
   if (resume != nullptr) restore(model, *optimizer, c, *resume);
   if (!c.outDir.empty()) std::filesystem::create_directories(c.outDir);
+
+  // NHWC weights while training, NCHW again afterwards however training ends.
+  struct TrainingLayout {
+    Model& model;
+    explicit TrainingLayout(Model& m) : model(m) {
+      std::lock_guard<std::mutex> lock(model.weightsMutex());
+      model.net()->useTrainingLayout(true);
+    }
+    ~TrainingLayout() {
+      try {
+        std::lock_guard<std::mutex> lock(model.weightsMutex());
+        model.net()->useTrainingLayout(false);
+      } catch (...) {
+        // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
+      }
+    }
+  } layout(model);
 
   TrainOutcome outcome;
   model.net()->train();
