@@ -105,10 +105,21 @@ export interface NativeModel {
   dispose(): void
 }
 
+/** The caching CPU allocator's counters (native/core/cpu_allocator.h). */
+export interface NativeCpuMemory {
+  cachingAllocator: boolean
+  liveBytes: number
+  idleBytes: number
+  highWaterBytes: number
+  hits: number
+  misses: number
+}
+
 /** The raw addon: plain values in, plain values out; every check happens before a call. */
 export interface Binding {
   init(errorClass: typeof SiameseTorchError): void
   version(): NativeVersion
+  cpuMemory(): NativeCpuMemory
   readIdx(imagesPath: string, labelsPath: string, numClasses: number): Promise<NativeIdxSplit>
   sampleTriplets(labels: Int32Array, numClasses: number, scheme: 'reference' | 'balanced', seed: number, epoch: number): NativeTriplets
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,

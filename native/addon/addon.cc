@@ -2,6 +2,7 @@
 // values and the plain C++ structs of native/core.
 #include <napi.h>
 
+#include "../core/cpu_allocator.h"
 #include "../core/torch_info.h"
 #include "data.h"
 #include "model.h"
@@ -52,14 +53,30 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
   });
 }
 
+// cpuMemory(): the caching CPU allocator's counters (tests and benchmarks read them).
+Napi::Value CpuMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const core::CpuAllocatorStats s = core::cpuAllocatorStats();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("cachingAllocator", s.installed);
+  out.Set("liveBytes", static_cast<double>(s.liveBytes));
+  out.Set("idleBytes", static_cast<double>(s.idleBytes));
+  out.Set("highWaterBytes", static_cast<double>(s.highWaterBytes));
+  out.Set("hits", static_cast<double>(s.hits));
+  out.Set("misses", static_cast<double>(s.misses));
+  return out;
+}
+
 }  // namespace
 }  // namespace siamese::addon
 
 static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
   using namespace siamese::addon;
+  siamese::core::installCachingCpuAllocator();  // once per process
   env.SetInstanceData(new Instance());
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
+  exports.Set("cpuMemory", Napi::Function::New(env, CpuMemory, "cpuMemory"));
   registerData(env, exports);
   registerModel(env, exports);
   return exports;

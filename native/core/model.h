@@ -59,7 +59,7 @@ class Model {
   std::mutex& weightsMutex() { return weightsMutex_; }
 
   // uint8 [N, H, W] (CPU) -> float [N, E] (CPU), in batches, without gradients.
-  torch::Tensor embedImages(const torch::Tensor& images, int64_t batchSize = 512);
+  torch::Tensor embedImages(const torch::Tensor& images, int64_t batchSize = 128);
   // P(same) for pairs of embeddings (CPU or device) -> float [B] (CPU).
   torch::Tensor sameProbability(const torch::Tensor& e1, const torch::Tensor& e2);
   // Raw scores of the same pairs: logits (different, same) for pair-ce, [B, 2]; distances, [B].

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../core/batch.h"
+#include "../core/cpu_allocator.h"
 #include "../core/errors.h"
 #include "../core/evaluate.h"
 #include "../core/json.h"
@@ -134,6 +135,45 @@ void testRoc() {
 
 }  // namespace
 
+void testCachingAllocator() {
+  if (!installCachingCpuAllocator()) {
+    std::printf("caching allocator off (SIAMESE_TORCH_CPU_ALLOCATOR=system or a sanitizer build)\n");
+    return;
+  }
+  releaseIdleCpuMemory();
+  const CpuAllocatorStats before = cpuAllocatorStats();
+  check(before.installed, "the caching allocator is installed");
+  {
+    auto small = torch::ones({1000});  // 4 KB: LibTorch's own allocator
+    check(cpuAllocatorStats().liveBytes == before.liveBytes, "small tensors are not cached");
+    auto big = torch::full({1 << 20}, 2.0f);  // 4 MiB
+    check(cpuAllocatorStats().liveBytes == before.liveBytes + (4 << 20), "a large tensor is live");
+    check(big.sum().item<float>() == 2.0f * (1 << 20) && small.sum().item<float>() == 1000.0f, "values are right");
+  }
+  const CpuAllocatorStats freed = cpuAllocatorStats();
+  check(freed.liveBytes == before.liveBytes && freed.idleBytes == before.idleBytes + (4 << 20), "a freed block is kept");
+  {
+    auto again = torch::zeros({1 << 20});
+    check(cpuAllocatorStats().hits == freed.hits + 1, "the same size reuses the block");
+    check(again.abs().sum().item<float>() == 0.0f, "a reused block is written, not assumed zero");
+  }
+  // 100 steps of the same shapes: three blocks mapped in the first step (a, relu(a), b), none after.
+  const uint64_t misses = cpuAllocatorStats().misses;
+  for (int step = 0; step < 100; ++step) {
+    auto a = torch::randn({512, 1024});
+    auto b = torch::relu(a) * 2;
+    check(b.size(0) == 512, "a step computes");
+  }
+  check(cpuAllocatorStats().misses == misses + 3, "steady steps hit the cache");
+  // Mapped memory stays within 1.5x the high-water mark however the sizes vary.
+  for (int64_t n = 1 << 18; n < (1 << 22); n += 1 << 17) auto t = torch::empty({n});
+  const CpuAllocatorStats varied = cpuAllocatorStats();
+  check(varied.liveBytes + varied.idleBytes <= varied.highWaterBytes + varied.highWaterBytes / 2 + (16 << 20),
+        "idle blocks are evicted to stay within the budget");
+  releaseIdleCpuMemory();
+  check(cpuAllocatorStats().idleBytes == 0, "releaseIdleCpuMemory unmaps every idle block");
+}
+
 int main() {
   testRngIsPortable();
   testGatherNormalized();
@@ -141,6 +181,7 @@ int main() {
   testSamplersAgainstLabels();
   testJson();
   testRoc();
+  testCachingAllocator();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
