@@ -6,6 +6,7 @@
 #include <optional>
 #include <thread>
 
+#include "../core/cpu_allocator.h"
 #include "../core/device.h"
 #include "../core/evaluate.h"
 #include "../core/model.h"
@@ -164,16 +165,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return model_;
   }
 
-  // A short job on libuv's pool. It counts as in flight until its promise settles, and keeps
-  // this JavaScript object (so `this`) alive until then.
+  // A job on libuv's pool, by default handed to the compute thread. It counts as in flight until
+  // its promise settles, and keeps this JavaScript object (so `this`) alive until then.
   template <typename Result>
-  Napi::Promise job(Napi::Env env, std::function<Result()> work, std::function<Napi::Value(Napi::Env, Result&)> toJs) {
+  Napi::Promise job(Napi::Env env, std::function<Result()> work, std::function<Napi::Value(Napi::Env, Result&)> toJs,
+                    typename PromiseWorker<Result>::On on = PromiseWorker<Result>::On::ComputeThread) {
     ++jobs_;
     auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
-    return PromiseWorker<Result>::Start(env, std::move(work), std::move(toJs), [this, self]() {
-      --jobs_;
-      self->Reset();
-    });
+    return PromiseWorker<Result>::Start(
+        env, std::move(work), std::move(toJs),
+        [this, self]() {
+          --jobs_;
+          self->Reset();
+        },
+        on);
   }
 
   // A job whose result is a float tensor, handed to JavaScript as a Float32Array.
@@ -317,7 +322,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
       return job<bool>(
           env, [model, path, extra]() { core::saveModelFile(*model, path, extra); return true; },
-          [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); });
+          [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); }, PromiseWorker<bool>::On::LibuvPool);
     });
   }
 
@@ -470,6 +475,7 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
       } catch (...) {
         raw->error = describeCurrentException();
       }
+      core::releaseIdleCpuMemory();  // the step buffers kept for reuse go back to the system
       send(new TrainingEvent{TrainingEvent::Kind::Done, raw, {}, {}, "", ""});
       raw->events.Release();
     });

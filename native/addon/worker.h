@@ -9,6 +9,7 @@
 
 #include <napi.h>
 
+#include "compute_thread.h"
 #include "errors.h"
 
 namespace siamese::addon {
@@ -20,9 +21,13 @@ class PromiseWorker : public Napi::AsyncWorker {
   using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
   using Settled = std::function<void()>;
 
+  // Where the work runs: on the libuv thread that picks it up (files), or handed from there to the
+  // process's compute thread (inference; see compute_thread.h).
+  enum class On { LibuvPool, ComputeThread };
+
   // `settled` (optional) runs on the main thread once the job is over, before the promise settles.
-  static Napi::Promise Start(Napi::Env env, Work work, ToJs toJs, Settled settled = nullptr) {
-    auto* worker = new PromiseWorker(env, std::move(work), std::move(toJs), std::move(settled));
+  static Napi::Promise Start(Napi::Env env, Work work, ToJs toJs, Settled settled = nullptr, On on = On::LibuvPool) {
+    auto* worker = new PromiseWorker(env, std::move(work), std::move(toJs), std::move(settled), on);
     Napi::Promise promise = worker->deferred_.Promise();
     worker->Queue();
     return promise;
@@ -31,7 +36,11 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      result_.emplace(work_());
+      if (on_ == On::ComputeThread) {
+        ComputeThread::get().run([this] { result_.emplace(work_()); });
+      } else {
+        result_.emplace(work_());
+      }
     } catch (...) {
       error_ = describeCurrentException();
     }
@@ -55,13 +64,15 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
-  PromiseWorker(Napi::Env env, Work work, ToJs toJs, Settled settled)
+  PromiseWorker(Napi::Env env, Work work, ToJs toJs, Settled settled, On on)
       : Napi::AsyncWorker(env, "siamese-torch"),
+        on_(on),
         deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
         toJs_(std::move(toJs)),
         settled_(std::move(settled)) {}
 
+  On on_;
   Napi::Promise::Deferred deferred_;
   Work work_;
   ToJs toJs_;
