@@ -1,15 +1,20 @@
 // One siamese-torch run of the benchmark, in its own process so that its peak memory is its own.
-// Prints one JSON line. Usage: node ours.mjs THREADS SEED
+// Prints one JSON line. Usage: node ours.mjs THREADS SEED [IDX_DIR]   (default: the embedded digits)
+// SIAMESE_TORCH_BENCH_DEVICE (default cpu) and SIAMESE_TORCH_BENCH_BATCH (default 64) for the GPU run.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { datasets, train } from '../../dist/index.mjs'
 
 const threads = Number(process.argv[2] ?? 2)
 const seed = Number(process.argv[3] ?? 0)
+const dir = process.argv[4]
+const device = process.env.SIAMESE_TORCH_BENCH_DEVICE ?? 'cpu'
+const batchSize = Number(process.env.SIAMESE_TORCH_BENCH_BATCH ?? 64)
+const data = dir === undefined ? await datasets.embedded() : await datasets.idx(dir)
 const loop = monitorEventLoopDelay({ resolution: 5 })
 loop.enable()
-const { model, history } = await train({ data: 'embedded', pairs: 'reference', epochs: 1, threads, seed })
+const { model, history } = await train({ data, pairs: 'reference', epochs: 1, threads, seed, device, batchSize })
 loop.disable()
-const { test } = await datasets.embedded()
+const { test } = data
 
 // Evaluation throughput: the fixed test pairs, as training measures them.
 let started = performance.now()
@@ -38,6 +43,8 @@ const batchSeconds = (performance.now() - started) / 1000
 console.log(JSON.stringify({
   tool: 'siamese-torch',
   threads,
+  device: model.device,
+  batchSize,
   trainPairsPerSecond: history[0].pairsPerSecond,
   testAccuracy: history[0].testAccuracy,
   evalPairsPerSecond: metrics.pairs / evalSeconds,

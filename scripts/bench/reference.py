@@ -96,18 +96,18 @@ def reference_triplets(labels):
     return np.array(triplets, dtype=np.int64)
 
 
-def evaluate(model, test_images, pairs):
+def evaluate(model, test_images, pairs, device):
     model.eval()
     correct = 0
     loss_sum = 0.0
     left = np.array(pairs['left'], dtype=np.int64)
     right = np.array(pairs['right'], dtype=np.int64)
-    same = torch.tensor(pairs['same'], dtype=torch.long)
+    same = torch.tensor(pairs['same'], dtype=torch.long, device=device)
     started = time.perf_counter()
     with torch.no_grad():
         for s in range(0, len(left), 256):
-            a = normalise(test_images[left[s:s + 256]]).unsqueeze(1)
-            b = normalise(test_images[right[s:s + 256]]).unsqueeze(1)
+            a = normalise(test_images[left[s:s + 256]]).unsqueeze(1).to(device)
+            b = normalise(test_images[right[s:s + 256]]).unsqueeze(1).to(device)
             out = model([a, b])
             loss_sum += F.cross_entropy(out, same[s:s + 256], reduction='sum').item()
             correct += (out.argmax(1) == same[s:s + 256]).sum().item()
@@ -125,6 +125,8 @@ def main():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--max-batches', type=int, default=0)
     p.add_argument('--out')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--batch-size', type=int, default=64)
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -137,37 +139,41 @@ def main():
         pairs = json.load(f)
 
     triplets = reference_triplets(train_labels)
-    model = Net()
+    device = torch.device(args.device)
+    model = Net().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001, weight_decay=0.0001)
     history = []
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         order = torch.randperm(len(triplets)).numpy()
         loss_sum, batches, pairs_done = 0.0, 0, 0
-        for s in range(0, len(order), 64):
+        for s in range(0, len(order), args.batch_size):
             if args.max_batches and batches >= args.max_batches:
                 break
-            t = triplets[order[s:s + 64]]
-            a = normalise(train_images[t[:, 0]]).unsqueeze(1)
-            pos = normalise(train_images[t[:, 1]]).unsqueeze(1)
-            neg = normalise(train_images[t[:, 2]]).unsqueeze(1)
-            target_pos = torch.ones(len(t), dtype=torch.long)
-            target_neg = torch.zeros(len(t), dtype=torch.long)
+            t = triplets[order[s:s + args.batch_size]]
+            a = normalise(train_images[t[:, 0]]).unsqueeze(1).to(device)
+            pos = normalise(train_images[t[:, 1]]).unsqueeze(1).to(device)
+            neg = normalise(train_images[t[:, 2]]).unsqueeze(1).to(device)
+            target_pos = torch.ones(len(t), dtype=torch.long, device=device)
+            target_neg = torch.zeros(len(t), dtype=torch.long, device=device)
             optimizer.zero_grad()
             loss = F.cross_entropy(model([a, pos]), target_pos) + F.cross_entropy(model([a, neg]), target_neg)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item()
+            loss_sum += loss.item()  # synchronises with the GPU every step, as the original does
             batches += 1
             pairs_done += 2 * len(t)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
         train_seconds = time.perf_counter() - started
-        accuracy, test_loss, eval_pairs_per_second = evaluate(model, test_images, pairs)
+        accuracy, test_loss, eval_pairs_per_second = evaluate(model, test_images, pairs, device)
         row = {'epoch': epoch, 'trainLoss': loss_sum / max(batches, 1), 'testLoss': test_loss, 'testAccuracy': accuracy,
                'trainSeconds': train_seconds, 'pairsPerSecond': pairs_done / train_seconds,
                'evalPairsPerSecond': eval_pairs_per_second}
         history.append(row)
         print(json.dumps(row), flush=True)
-    summary = {'tool': 'pytorch', 'torch': torch.__version__, 'threads': args.threads, 'history': history,
+    summary = {'tool': 'pytorch', 'torch': torch.__version__, 'threads': args.threads, 'device': args.device,
+               'batchSize': args.batch_size, 'history': history,
                'maxRssMiB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(json.dumps(summary), flush=True)
     if args.out:

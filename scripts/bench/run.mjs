@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // npm run bench: siamese-torch against PyTorch (Python) on the reference recipe, side by side,
-// on the same data, thread count and fixed test pairs, in interleaved runs (A B A B ...).
-// Writes scripts/bench/results/<date>-bench.json and .md and prints the table.
+// on the same data, thread count and fixed test pairs, in interleaved runs (A B C A B C ...):
+//   A  siamese-torch from Node (scripts/bench/ours.mjs),
+//   B  the same work in a plain C++ binary built from native/core (native/bench/core_bench.cc),
+//      which measures the addon's overhead,
+//   C  PyTorch running our faithful script of the recipe (scripts/bench/reference.py).
+// Data: the embedded digits, and Fashion-MNIST at full size when Debian's dataset-fashion-mnist
+// is installed. Writes scripts/bench/results/<date>-bench.json and .md and prints the table.
 // Usage: node scripts/bench/run.mjs [--reps 3] [--threads 2]
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,88 +24,123 @@ const arg = (name, fallback) => {
 const reps = arg('reps', 3)
 const threads = arg('threads', 2)
 const python = process.env.SIAMESE_TORCH_BENCH_PYTHON ?? '/usr/bin/python3'
+const fashionDir = process.env.SIAMESE_TORCH_FASHION_DIR ?? '/usr/share/datasets/fashion-mnist'
+const started = Date.now()
 
-// The same fixed test pairs for both tools.
-const { test } = await datasets.embedded()
-const p = datasets.testPairs(test)
-const pairsFile = join(tmpdir(), `siamese-bench-pairs-${process.pid}.json`)
-writeFileSync(pairsFile, JSON.stringify({ left: [...p.left], right: [...p.right], same: [...p.same] }))
-const embeddedDir = join(root, 'dist', 'data', 'mnist-embedded')
+// The C++ side, built like the addon (same finder, flags and objects).
+const coreBuild = join(root, 'build', 'core-bench')
+const sh = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+console.error('building native/bench/core_bench ...')
+sh('cmake', ['-S', root, '-B', coreBuild, '-DSIAMESE_TORCH_CORE_BENCH=ON', '-DCMAKE_BUILD_TYPE=Release'])
+sh('cmake', ['--build', coreBuild, '--parallel', '2', '--target', 'core_bench'])
 
-function ours (seed) {
-  const out = execFileSync(process.execPath, [join(here, 'ours.mjs'), String(threads), String(seed)], { encoding: 'utf8' })
-  return JSON.parse(out.trim().split('\n').at(-1))
+const sets = [{ name: 'embedded digits', dir: join(root, 'dist', 'data', 'mnist-embedded'), split: await datasets.embedded() }]
+if (existsSync(join(fashionDir, 'train-images-idx3-ubyte.gz'))) {
+  sets.push({ name: 'Fashion-MNIST (60,000 + 10,000)', dir: fashionDir, split: await datasets.idx(fashionDir) })
+} else {
+  console.error(`no Fashion-MNIST in ${fashionDir}: apt-get install dataset-fashion-mnist to include it`)
 }
 
-function pytorch (seed) {
-  const out = execFileSync(python, [join(here, 'reference.py'), '--data', embeddedDir, '--pairs', pairsFile,
-    '--epochs', '1', '--threads', String(threads), '--seed', String(seed)], { encoding: 'utf8' })
-  const summary = JSON.parse(out.trim().split('\n').at(-1))
-  const h = summary.history[0]
-  return { tool: 'pytorch', torch: summary.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy,
-    evalPairsPerSecond: h.evalPairsPerSecond, maxRssMiB: summary.maxRssMiB }
-}
-
-const runs = { ours: [], pytorch: [] }
-for (let r = 0; r < reps; r++) {
-  runs.ours.push(ours(r))
-  console.error(`rep ${r + 1}/${reps}: siamese-torch ${runs.ours.at(-1).trainPairsPerSecond.toFixed(0)} pairs/s`)
-  runs.pytorch.push(pytorch(r))
-  console.error(`rep ${r + 1}/${reps}: PyTorch ${runs.pytorch.at(-1).trainPairsPerSecond.toFixed(0)} pairs/s`)
+const lastJson = (out) => JSON.parse(out.trim().split('\n').at(-1))
+const tools = {
+  ours: (set, seed) => lastJson(execFileSync(process.execPath,
+    [join(here, 'ours.mjs'), String(threads), String(seed), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })),
+  core: (set, seed) => lastJson(execFileSync(join(coreBuild, 'core_bench'), [set.dir, String(threads), String(seed)], { encoding: 'utf8' })),
+  pytorch: (set, seed) => {
+    const summary = lastJson(execFileSync(python, [join(here, 'reference.py'), '--data', set.dir, '--pairs', set.pairsFile,
+      '--epochs', '1', '--threads', String(threads), '--seed', String(seed)], { encoding: 'utf8' }))
+    const h = summary.history[0]
+    return { tool: 'pytorch', torch: summary.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy,
+      evalPairsPerSecond: h.evalPairsPerSecond, maxRssMiB: summary.maxRssMiB }
+  }
 }
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
-const m = (tool, key) => median(runs[tool].map((x) => x[key]))
+const results = []
+for (const [i, set] of sets.entries()) {
+  set.embedded = i === 0
+  // The same fixed test pairs for every tool.
+  const p = datasets.testPairs(set.split.test)
+  set.pairsFile = join(tmpdir(), `siamese-bench-pairs-${process.pid}-${i}.json`)
+  writeFileSync(set.pairsFile, JSON.stringify({ left: [...p.left], right: [...p.right], same: [...p.same] }))
+  const runs = { ours: [], core: [], pytorch: [] }
+  for (let r = 0; r < reps; r++) {
+    for (const tool of Object.keys(runs)) {
+      runs[tool].push(tools[tool](set, r))
+      console.error(`${set.name}, rep ${r + 1}/${reps}: ${tool} ${runs[tool].at(-1).trainPairsPerSecond.toFixed(0)} pairs/s`)
+    }
+  }
+  const m = (tool, key) => median(runs[tool].map((x) => x[key]))
+  const keys = ['trainPairsPerSecond', 'evalPairsPerSecond', 'testAccuracy', 'maxRssMiB', 'predictMedianMs', 'predictP99Ms',
+    'batch1024PairsPerSecond', 'eventLoopMaxDelayMs']
+  const medians = {}
+  for (const key of keys) {
+    medians[key] = {}
+    for (const tool of Object.keys(runs)) if (runs[tool][0][key] !== undefined) medians[key][tool] = m(tool, key)
+  }
+  const range = (tool, key) => [Math.min(...runs[tool].map((x) => x[key])), Math.max(...runs[tool].map((x) => x[key]))]
+  results.push({ data: set.name, testPairs: p.left.length, runs, medians,
+    accuracyRange: { ours: range('ours', 'testAccuracy'), pytorch: range('pytorch', 'testAccuracy') } })
+}
 
 // FLOPs of one labelled training pair: forward of 1.5 tower images (a triplet is two pairs over
 // three images), backward about twice the forward. Tower forward per image, multiply-adds x 2:
 const towerFlops = 2 * (22 * 22 * 64 * 49 + 7 * 7 * 128 * 64 * 25 + 3 * 3 * 256 * 128 * 25 + 2304 * 512)
 const flopsPerPair = 3 * 1.5 * towerFlops
+// This CPU's fp32 peak: cores x clock x FLOP per cycle. AMD Zen 4 (family 25 with AVX-512) runs
+// 512-bit FMAs on 256-bit units: 2 FMA x 8 lanes x 2 = 32 FLOP/cycle; Intel AVX-512 server
+// cores have two 512-bit FMA units (64); AVX2 + FMA (32); otherwise SSE (8).
 const cpuInfo = readFileSync('/proc/cpuinfo', 'utf8')
 const mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(cpuInfo)?.[1] ?? 0)
-const flopsPerCycle = /\bavx512f\b/.test(cpuInfo) ? 64 : /\bavx2\b/.test(cpuInfo) && /\bfma\b/.test(cpuInfo) ? 32 : 8
+const amd = /AuthenticAMD/.test(cpuInfo)
+const avx512 = /\bavx512f\b/.test(cpuInfo)
+const family = Number(/cpu family\s*:\s*(\d+)/.exec(cpuInfo)?.[1] ?? 0)
+const flopsPerCycle = avx512 ? (amd && family <= 25 ? 32 : 64) : /\bavx2\b/.test(cpuInfo) && /\bfma\b/.test(cpuInfo) ? 32 : 8
 const peakGflops = (mhz / 1000) * flopsPerCycle * threads
 
+const main = results[0].medians
 const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} vCPUs, ${threads} threads per tool`,
-  versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: runs.pytorch[0]?.torch },
-  method: `reference recipe (RECIPE.md), 1 epoch of 5,000 triplets on the embedded digits, interleaved A B x ${reps}, medians; ` +
-    'the same 3,992 fixed test pairs for both; each run a fresh process',
-  siameseTorch: runs.ours,
-  pytorch: runs.pytorch,
-  medians: {
-    trainPairsPerSecond: { ours: m('ours', 'trainPairsPerSecond'), pytorch: m('pytorch', 'trainPairsPerSecond') },
-    evalPairsPerSecond: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'evalPairsPerSecond') },
-    testAccuracy: { ours: m('ours', 'testAccuracy'), pytorch: m('pytorch', 'testAccuracy') },
-    maxRssMiB: { ours: m('ours', 'maxRssMiB'), pytorch: m('pytorch', 'maxRssMiB') },
-    predictMedianMs: m('ours', 'predictMedianMs'),
-    predictP99Ms: m('ours', 'predictP99Ms'),
-    batch1024PairsPerSecond: m('ours', 'batch1024PairsPerSecond'),
-    eventLoopMaxDelayMs: m('ours', 'eventLoopMaxDelayMs')
-  },
-  flops: { perTrainingPair: flopsPerPair, achievedGflops: (m('ours', 'trainPairsPerSecond') * flopsPerPair) / 1e9, peakGflops,
-    peakAssumes: `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores` }
+  versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: results[0].runs.pytorch[0]?.torch },
+  method: `reference recipe (RECIPE.md): batch 64, Adam, 1 epoch of 5,000 reference triplets (10,000 labelled pairs); ` +
+    `interleaved siamese-torch / C++ / PyTorch x ${reps}, medians; the same fixed test pairs for every tool; each run a fresh process`,
+  results,
+  flops: { perTrainingPair: flopsPerPair, achievedGflops: (main.trainPairsPerSecond.ours * flopsPerPair) / 1e9, peakGflops,
+    peakAssumes: `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores` },
+  minutes: (Date.now() - started) / 60000
 }
-const md = result.medians
-const ratio = (k) => (md[k].ours / md[k].pytorch).toFixed(2)
-const table = [
-  `| figure (${threads} threads, medians of ${reps}) | siamese-torch | PyTorch | ratio |`,
-  '| --- | --- | --- | --- |',
-  `| training throughput (labelled pairs/s) | ${md.trainPairsPerSecond.ours.toFixed(0)} | ${md.trainPairsPerSecond.pytorch.toFixed(0)} | ${ratio('trainPairsPerSecond')}x |`,
-  `| evaluation throughput (test pairs/s) | ${md.evalPairsPerSecond.ours.toFixed(0)} | ${md.evalPairsPerSecond.pytorch.toFixed(0)} | ${ratio('evalPairsPerSecond')}x |`,
-  `| test pair accuracy after 1 epoch | ${(100 * md.testAccuracy.ours).toFixed(2)}% | ${(100 * md.testAccuracy.pytorch).toFixed(2)}% | |`,
-  `| peak resident memory (MiB) | ${md.maxRssMiB.ours.toFixed(0)} | ${md.maxRssMiB.pytorch.toFixed(0)} | ${ratio('maxRssMiB')}x |`,
-  `| single-pair predict, median / p99 (ms) | ${md.predictMedianMs.toFixed(2)} / ${md.predictP99Ms.toFixed(2)} | | |`,
-  `| batch-1024 predict (pairs/s) | ${md.batch1024PairsPerSecond.toFixed(0)} | | |`,
-  `| largest event-loop delay during training (ms) | ${md.eventLoopMaxDelayMs.toFixed(1)} | | |`,
-  `| training GFLOP/s (share of ${result.flops.peakGflops.toFixed(0)} peak) | ${result.flops.achievedGflops.toFixed(1)} (${(100 * result.flops.achievedGflops / result.flops.peakGflops).toFixed(1)}%) | | |`
-].join('\n')
+
+const f0 = (x) => x.toFixed(0)
+const f2 = (x) => x.toFixed(2)
+const pct = (x) => `${(100 * x).toFixed(2)}%`
+const rows = [`| figure (${threads} threads, medians of ${reps}) | siamese-torch | C++ binary | PyTorch | siamese-torch / PyTorch |`,
+  '| --- | --- | --- | --- | --- |']
+for (const r of results) {
+  const md = r.medians
+  const ratio = (k) => `${(md[k].ours / md[k].pytorch).toFixed(2)}x`
+  rows.push(`| **${r.data}** | | | | |`,
+    `| training throughput (labelled pairs/s) | ${f0(md.trainPairsPerSecond.ours)} | ${f0(md.trainPairsPerSecond.core)} | ${f0(md.trainPairsPerSecond.pytorch)} | ${ratio('trainPairsPerSecond')} |`,
+    `| evaluation throughput (test pairs/s) | ${f0(md.evalPairsPerSecond.ours)} | ${f0(md.evalPairsPerSecond.core)} | ${f0(md.evalPairsPerSecond.pytorch)} | ${ratio('evalPairsPerSecond')} |`,
+    `| test pair accuracy after 1 epoch (${r.testPairs} pairs; min..max) | ${pct(md.testAccuracy.ours)} (${r.accuracyRange.ours.map(pct).join('..')}) | ${pct(md.testAccuracy.core)} | ${pct(md.testAccuracy.pytorch)} (${r.accuracyRange.pytorch.map(pct).join('..')}) | |`,
+    `| peak resident memory (MiB) | ${f0(md.maxRssMiB.ours)} | ${f0(md.maxRssMiB.core)} | ${f0(md.maxRssMiB.pytorch)} | ${ratio('maxRssMiB')} |`,
+    `| single-pair predict, median / p99 (ms) | ${f2(md.predictMedianMs.ours)} / ${f2(md.predictP99Ms.ours)} | ${f2(md.predictMedianMs.core)} / ${f2(md.predictP99Ms.core)} | | |`,
+    `| batch-1024 predict (pairs/s) | ${f0(md.batch1024PairsPerSecond.ours)} | ${f0(md.batch1024PairsPerSecond.core)} | | |`,
+    `| largest event-loop delay during training (ms) | ${md.eventLoopMaxDelayMs.ours.toFixed(1)} | | | |`)
+}
+const overhead = 100 * (1 - main.trainPairsPerSecond.ours / main.trainPairsPerSecond.core)
+rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(1)}% slower than the C++ binary ` +
+  `(negative: faster; within run-to-run noise when small).`,
+`Training on the embedded digits: ${result.flops.achievedGflops.toFixed(1)} GFLOP/s, ` +
+  `${(100 * result.flops.achievedGflops / peakGflops).toFixed(1)}% of the ${peakGflops.toFixed(0)} GFLOP/s fp32 peak assumed ` +
+  `(${result.flops.peakAssumes}). Whole benchmark: ${result.minutes.toFixed(1)} minutes.`)
+const table = rows.join('\n')
 const dir = join(here, 'results')
 mkdirSync(dir, { recursive: true })
 writeFileSync(join(dir, `${result.date}-bench.json`), `${JSON.stringify(result, null, 2)}\n`)
-writeFileSync(join(dir, `${result.date}-bench.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n\n${table}\n`)
+writeFileSync(join(dir, `${result.date}-bench.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
+  `Versions: siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}, PyTorch ${result.versions.pytorch}.\n\n${table}\n`)
 console.log(table)

@@ -1,0 +1,119 @@
+// The benchmark's plain C++ side: the same work as scripts/bench/ours.mjs, done by native/core
+// directly, without Node. Comparing the two gives the addon's overhead.
+// Usage: core_bench DATA_DIR THREADS SEED   (DATA_DIR holds the four IDX files, gzipped)
+// Prints one JSON line.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "../core/cpu_allocator.h"
+#include "../core/evaluate.h"
+#include "../core/idx.h"
+#include "../core/model.h"
+#include "../core/sampling.h"
+#include "../core/trainer.h"
+
+namespace {
+
+using namespace siamese::core;
+using Clock = std::chrono::steady_clock;
+
+double msSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+ImageData load(const std::string& dir, const std::string& images, const std::string& labels) {
+  IdxSplit split = readIdxSplit(dir + "/" + images, dir + "/" + labels, 10);
+  ImageData out;
+  out.images = torch::from_blob(split.images.pixels.data(),
+                                {static_cast<int64_t>(split.images.count), static_cast<int64_t>(split.images.rows),
+                                 static_cast<int64_t>(split.images.cols)},
+                                torch::kUInt8)
+                   .clone();
+  out.labels.assign(split.labels.labels.begin(), split.labels.labels.end());
+  out.numClasses = 10;
+  return out;
+}
+
+double percentile(std::vector<double> xs, double q) {
+  std::sort(xs.begin(), xs.end());
+  return xs[static_cast<size_t>(q * static_cast<double>(xs.size() - 1))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: core_bench DATA_DIR THREADS SEED\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const int threads = std::atoi(argv[2]);
+  const uint64_t seed = std::strtoull(argv[3], nullptr, 10);
+  installCachingCpuAllocator();  // as the addon does
+  try {
+    const ImageData train = load(dir, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz");
+    const ImageData test = load(dir, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz");
+
+    Model model(ModelConfig{}, torch::kCPU, seed);
+    model.setThreads(threads);
+    TrainConfig c;
+    c.epochs = 1;
+    c.pairs = "reference";
+    c.seed = seed;
+    c.threads = threads;
+    c.saveEvery = 0;
+    const TrainOutcome outcome = [&] {
+      torch::AutoGradMode grad(true);
+      return trainModel(model, train, test, c, TrainHooks{});
+    }();
+    const EpochMetrics& m = outcome.history.at(0);
+
+    // Evaluation throughput on the fixed test pairs.
+    model.net()->eval();
+    auto started = Clock::now();
+    const ClassIndex testIndex(test.labels.data(), test.labels.size(), test.numClasses);
+    const Triplets pairs = balancedTriplets(testIndex, 0, 0);
+    const PairMetrics eval = evaluatePairs(model, model.embedImages(test.images), pairs);
+    const double evalPairsPerSecond = static_cast<double>(2 * pairs.size()) / (msSince(started) / 1000);
+
+    // Single-pair predict latency, as predict() computes it.
+    std::vector<double> latencies;
+    for (int64_t i = 0; i < 300; ++i) {
+      const auto t0 = Clock::now();
+      const auto e = model.embedImages(test.images.slice(0, i, i + 2));
+      const auto p = model.sameProbability(e.slice(0, 0, 1), e.slice(0, 1, 2));
+      (void)p.item<float>();
+      latencies.push_back(msSince(t0));
+    }
+
+    // Batch-1024 predict throughput.
+    const auto left = test.images.slice(0, 0, 1024);
+    const auto right = test.images.slice(0, 900, 1924);
+    const auto batch = [&] {
+      const auto e = model.embedImages(torch::cat({left, right}));
+      return model.sameProbability(e.slice(0, 0, 1024), e.slice(0, 1024, 2048));
+    };
+    batch();
+    started = Clock::now();
+    const int batches = 5;
+    for (int b = 0; b < batches; ++b) batch();
+    const double batchPairsPerSecond = batches * 1024.0 / (msSince(started) / 1000);
+
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf(
+        "{\"tool\":\"core_bench\",\"threads\":%d,\"trainPairsPerSecond\":%.3f,\"testAccuracy\":%.6f,"
+        "\"evalPairsPerSecond\":%.3f,\"evalAccuracy\":%.6f,\"predictMedianMs\":%.4f,\"predictP99Ms\":%.4f,"
+        "\"batch1024PairsPerSecond\":%.3f,\"maxRssMiB\":%.1f}\n",
+        threads, m.pairsPerSecond, m.testAccuracy, evalPairsPerSecond, eval.accuracy, percentile(latencies, 0.5),
+        percentile(latencies, 0.99), batchPairsPerSecond, static_cast<double>(usage.ru_maxrss) / 1024);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "core_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
