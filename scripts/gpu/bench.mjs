@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// The GPU benchmark (scripts/gpu/run.sh runs it on the GPU machine): siamese-torch against
+// PyTorch (Python, eager, our faithful script of the recipe) on the same GPU, interleaved x3, at
+// batch 64 (the recipe) and batch 1024; batch-1024 predict throughput; and the GPU's measured
+// peak (PyTorch matrix products) to put the figures in proportion. Writes gpu-bench.json and
+// gpu-bench.md into the folder given (its $OUT).
+// Usage: node scripts/gpu/bench.mjs OUT_DIR   (SIAMESE_TORCH_BENCH_DEVICE: cuda, or cpu for a dry run)
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { datasets, version } from '../../dist/index.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..', '..')
+const out = process.argv[2] ?? tmpdir()
+const device = process.env.SIAMESE_TORCH_BENCH_DEVICE ?? 'cuda'
+const python = process.env.SIAMESE_TORCH_BENCH_PYTHON ?? 'python3'
+const reps = Number(process.env.SIAMESE_TORCH_BENCH_REPS ?? 3)
+const threads = 4
+const dataDir = join(root, 'dist', 'data', 'mnist-embedded')
+const lastJson = (s) => JSON.parse(s.trim().split('\n').at(-1))
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+const { test } = await datasets.embedded()
+const p = datasets.testPairs(test)
+const pairsFile = join(tmpdir(), `siamese-gpu-pairs-${process.pid}.json`)
+writeFileSync(pairsFile, JSON.stringify({ left: [...p.left], right: [...p.right], same: [...p.same] }))
+
+// The GPU's peak as PyTorch reaches it: large matrix products, fp32 (TF32 off), TF32 and bf16.
+const peakScript = `
+import json, time, torch
+def tflops(dtype, tf32):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    n = 8192
+    a = torch.randn(n, n, device='cuda', dtype=dtype); b = torch.randn(n, n, device='cuda', dtype=dtype)
+    for _ in range(3): a @ b
+    torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(10): a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * n ** 3 / (time.perf_counter() - t) / 1e12
+print(json.dumps({'name': torch.cuda.get_device_name(0), 'fp32': tflops(torch.float32, False),
+                  'tf32': tflops(torch.float32, True), 'bf16': tflops(torch.bfloat16, False)}))`
+const peak = device === 'cpu' ? null : lastJson(execFileSync(python, ['-c', peakScript], { encoding: 'utf8' }))
+
+const env = (batch) => ({ ...process.env, SIAMESE_TORCH_BENCH_DEVICE: device, SIAMESE_TORCH_BENCH_BATCH: String(batch) })
+const ours = (batch, seed) => lastJson(execFileSync(process.execPath, [join(root, 'scripts', 'bench', 'ours.mjs'), String(threads), String(seed)],
+  { encoding: 'utf8', env: env(batch) }))
+const pytorch = (batch, seed) => {
+  const s = lastJson(execFileSync(python, [join(root, 'scripts', 'bench', 'reference.py'), '--data', dataDir, '--pairs', pairsFile,
+    '--epochs', '1', '--threads', String(threads), '--seed', String(seed), '--device', device, '--batch-size', String(batch)], { encoding: 'utf8' }))
+  const h = s.history[0]
+  return { tool: 'pytorch', torch: s.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy, evalPairsPerSecond: h.evalPairsPerSecond }
+}
+
+// FLOPs of one labelled training pair (see scripts/bench/run.mjs) and of one predicted pair.
+const towerFlops = 2 * (22 * 22 * 64 * 49 + 7 * 7 * 128 * 64 * 25 + 3 * 3 * 256 * 128 * 25 + 2304 * 512)
+const trainFlopsPerPair = 3 * 1.5 * towerFlops
+const predictFlopsPerPair = 2 * towerFlops
+const results = []
+for (const batch of [64, 1024]) {
+  const runs = { ours: [], pytorch: [] }
+  for (let r = 0; r < reps; r++) {
+    runs.ours.push(ours(batch, r))
+    runs.pytorch.push(pytorch(batch, r))
+    console.error(`batch ${batch}, rep ${r + 1}: siamese-torch ${runs.ours.at(-1).trainPairsPerSecond.toFixed(0)}, ` +
+      `PyTorch ${runs.pytorch.at(-1).trainPairsPerSecond.toFixed(0)} pairs/s`)
+  }
+  const m = (tool, key) => median(runs[tool].map((x) => x[key]))
+  const train = { ours: m('ours', 'trainPairsPerSecond'), pytorch: m('pytorch', 'trainPairsPerSecond') }
+  results.push({
+    batch, runs, train, ratio: train.ours / train.pytorch,
+    accuracy: { ours: m('ours', 'testAccuracy'), pytorch: m('pytorch', 'testAccuracy') },
+    eval: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'evalPairsPerSecond') },
+    predictMedianMs: m('ours', 'predictMedianMs'),
+    batch1024PredictPairsPerSecond: m('ours', 'batch1024PairsPerSecond'),
+    trainTflops: (train.ours * trainFlopsPerPair) / 1e12
+  })
+}
+const big = results[1]
+const result = {
+  date: new Date().toISOString().slice(0, 10), device, gpu: peak, versions: { ...version(), pytorch: results[0].runs.pytorch[0].torch },
+  method: `reference recipe, 1 epoch of 5,000 reference triplets on the embedded digits, interleaved x${reps}, medians; fp32`,
+  results,
+  fractionOfPeak: peak && {
+    trainBatch1024OfFp32: big.trainTflops / peak.fp32,
+    trainBatch1024OfTf32: big.trainTflops / peak.tf32,
+    predictBatch1024OfFp32: (big.batch1024PredictPairsPerSecond * predictFlopsPerPair) / 1e12 / peak.fp32
+  }
+}
+const rows = ['| batch | siamese-torch pairs/s | PyTorch pairs/s | ratio | accuracy (ours / PyTorch) | eval pairs/s (ours / PyTorch) | training TFLOP/s |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
+  ...results.map((r) => `| ${r.batch} | ${r.train.ours.toFixed(0)} | ${r.train.pytorch.toFixed(0)} | ${r.ratio.toFixed(2)}x | ` +
+    `${(100 * r.accuracy.ours).toFixed(2)}% / ${(100 * r.accuracy.pytorch).toFixed(2)}% | ${r.eval.ours.toFixed(0)} / ${r.eval.pytorch.toFixed(0)} | ${r.trainTflops.toFixed(2)} |`),
+  '', `Single-pair predict median ${results[0].predictMedianMs.toFixed(2)} ms; batch-1024 predict ${big.batch1024PredictPairsPerSecond.toFixed(0)} pairs/s.`,
+  peak ? `GPU: ${peak.name}; measured peak ${peak.fp32.toFixed(1)} TFLOP/s fp32, ${peak.tf32.toFixed(1)} TF32, ${peak.bf16.toFixed(1)} bf16. ` +
+    `Batch-1024 training reaches ${(100 * result.fractionOfPeak.trainBatch1024OfFp32).toFixed(1)}% of the fp32 peak; ` +
+    `batch-1024 predict ${(100 * result.fractionOfPeak.predictBatch1024OfFp32).toFixed(1)}%.` : 'Dry run on the CPU: no GPU peak.']
+writeFileSync(join(out, 'gpu-bench.json'), `${JSON.stringify(result, null, 2)}\n`)
+writeFileSync(join(out, 'gpu-bench.md'), `# GPU benchmark, ${result.date}\n\n${result.method}.\n\n${rows.join('\n')}\n`)
+console.log(rows.join('\n'))
