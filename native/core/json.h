@@ -1,6 +1,7 @@
 // A small, strict JSON reader for file headers (safetensors). Plain C++, no LibTorch, so that
-// the model-file reader can be fuzzed on its own. Depth and size are bounded; any error throws
-// std::invalid_argument with the byte offset.
+// the model-file reader can be fuzzed on its own. Depth and the number of values are bounded, so
+// memory stays within a small multiple of the text; any error throws std::invalid_argument with
+// the byte offset.
 #pragma once
 
 #include <cstdint>
