@@ -24,6 +24,7 @@ class IdxStream {
   explicit IdxStream(std::string path) : path_(std::move(path)) {
     std::error_code ec;
     const auto status = std::filesystem::status(path_, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) fail("cannot read: " + ec.message());
     if (ec || !std::filesystem::exists(status)) fail("file not found");
     if (std::filesystem::is_directory(status)) fail("is a directory, not an IDX file");
     file_ = gzopen(path_.c_str(), "rb");

@@ -214,9 +214,11 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
   config.margin = metadataNumber(path, m, "margin");
   config.threshold = metadataNumber(path, m, "threshold");
 
-  SiameseNet net(config.shape);
-  std::map<std::string, torch::Tensor> expected;
-  for (const auto& item : net->named_parameters()) expected[item.key()] = item.value();
+  // The shapes the metadata's architecture needs, computed without building it: every tensor is
+  // checked against them before anything is allocated, so that a small file whose metadata claims
+  // a huge input or embedding size is refused instead of allocating what it claims.
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (auto& [name, shape] : parameterShapes(config.shape)) expected[name] = std::move(shape);
 
   LoadedModel loaded;
   loaded.metadata = m;
@@ -227,9 +229,13 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
     for (const auto& [k, v] : m) {
       if (k.rfind("optimizer_", 0) == 0) loaded.optimizer.settings[k.substr(10)] = v;
     }
+    // Read back when training resumes (std::stoll there): a whole number, checked here.
+    if (m.count("optimizer_step") > 0) metadataInteger(path, m, "optimizer_step", 0, int64_t{1} << 53);
   }
 
-  // Check every tensor's name, dtype and shape before reading any data.
+  // Check every tensor's name, dtype and shape before reading any data. The header parser has
+  // already checked that the tensors tile the file's data exactly, so once the shapes match, the
+  // network is no larger than the file.
   std::map<std::string, const TensorEntry*> entries;
   for (const auto& t : header.tensors) {
     const bool isParameter = expected.count(t.name) > 0;
@@ -242,17 +248,27 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
       const std::string rest = t.name.substr(10);
       const auto dot = rest.rfind('.');
       const std::string param = dot == std::string::npos ? "" : rest.substr(0, dot);
-      if (expected.count(param) == 0 || t.shape != expected[param].sizes().vec()) {
+      if (expected.count(param) == 0 || t.shape != expected[param]) {
         throw BadFileError(path, "optimizer tensor \"" + t.name + "\" does not match a parameter");
       }
-    } else if (t.shape != expected[t.name].sizes().vec()) {
+    } else if (t.shape != expected[t.name]) {
       throw BadFileError(path, "tensor \"" + t.name + "\" has shape " + c10::str(c10::IntArrayRef(t.shape)) +
-                                   ", expected " + c10::str(expected[t.name].sizes()) + " for this architecture");
+                                   ", expected " + c10::str(c10::IntArrayRef(expected[t.name])) + " for this architecture");
     }
     entries[t.name] = &t;
   }
-  for (const auto& [name, tensor] : expected) {
+  for (const auto& [name, shape] : expected) {
     if (entries.count(name) == 0) throw BadFileError(path, "missing tensor \"" + name + "\"");
+  }
+
+  SiameseNet net(config.shape);
+  std::map<std::string, torch::Tensor> parameters;
+  for (const auto& item : net->named_parameters()) parameters[item.key()] = item.value();
+  for (const auto& [name, param] : parameters) {
+    // parameterShapes() and the network must agree; a mismatch is a bug of ours, not of the file.
+    if (expected.count(name) == 0 || param.sizes().vec() != expected[name]) {
+      throw std::logic_error("siamese-torch: parameterShapes() disagrees with the network on \"" + name + "\"");
+    }
   }
 
   std::ifstream in(path, std::ios::binary);
@@ -267,7 +283,7 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
   };
   {
     torch::NoGradGuard noGrad;
-    for (const auto& [name, param] : expected) param.copy_(readTensor(*entries[name]));
+    for (const auto& [name, param] : parameters) param.copy_(readTensor(*entries[name]));
   }
   for (const auto& [name, entry] : entries) {
     if (name.rfind("optimizer.", 0) == 0) loaded.optimizer.tensors[name.substr(10)] = readTensor(*entry);

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -19,6 +22,11 @@ constexpr int64_t kMinInputSide = 24;
 
 // Features entering linear1 for an input of this size: 256 * h' * w'.
 int64_t flattenSize(int64_t width, int64_t height);
+
+// The parameters of the network for `shape`, by name, with their shapes, in registration order,
+// computed without building it: a model file is checked against them before anything of the
+// file's claimed size is allocated.
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes(const NetworkShape& shape);
 
 class SiameseNetImpl : public torch::nn::Module {
  public:

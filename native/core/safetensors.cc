@@ -159,6 +159,7 @@ SafetensorsHeader parseSafetensorsHeader(const std::string& path, const uint8_t*
 SafetensorsHeader readSafetensorsHeader(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) bad(path, "cannot read: " + ec.message());
   if (ec || !std::filesystem::exists(status)) bad(path, "file not found");
   if (std::filesystem::is_directory(status)) bad(path, "is a directory, not a model file");
   const uint64_t fileSize = std::filesystem::file_size(path, ec);
@@ -201,9 +202,24 @@ void writeSafetensorsAtomic(const std::string& path, const std::vector<TensorByt
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   std::random_device entropy;
   const std::filesystem::path temp = dir / ("." + target.filename().string() + "." + std::to_string(entropy()) + ".tmp");
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+  // Linux: the new file is written without a name (O_TMPFILE) and named only once it is complete
+  // and flushed, so a process killed mid-write (SIGKILL, power loss) leaves nothing behind, not
+  // even a temporary file. Elsewhere, or on a file system without O_TMPFILE, a named temporary
+  // file next to the target is used; a kill can then leave that hidden ".<name>.<n>.tmp" file,
+  // never a partial file under the target's name.
+  bool anonymous = false;
+  int fd = -1;
+#ifdef O_TMPFILE
+  if (::access("/proc/self/fd", X_OK) == 0) {
+    fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    anonymous = fd >= 0;
+  }
+#endif
+  if (fd < 0) fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw BadFileError(path, std::string("cannot create a file next to it: ") + std::strerror(errno));
   bool open = true;
+  bool named = !anonymous;
   try {
     uint8_t length[8];
     uint64_t n = header.size();
@@ -212,11 +228,19 @@ void writeSafetensorsAtomic(const std::string& path, const std::vector<TensorByt
     writeAll(fd, header.data(), header.size(), path);
     for (const auto& t : tensors) writeAll(fd, t.data, t.size, path);
     if (::fsync(fd) != 0) throw BadFileError(path, std::string("cannot flush: ") + std::strerror(errno));
+    if (anonymous) {
+      // linkat() cannot replace a file: give the complete file the temporary name, then rename.
+      const std::string self = "/proc/self/fd/" + std::to_string(fd);
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, temp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+        throw BadFileError(path, std::string("cannot name the new file: ") + std::strerror(errno));
+      }
+      named = true;
+    }
     open = false;
     if (::close(fd) != 0) throw BadFileError(path, std::string("cannot close: ") + std::strerror(errno));
   } catch (...) {
     if (open) ::close(fd);
-    ::unlink(temp.c_str());
+    if (named) ::unlink(temp.c_str());
     throw;
   }
   if (::rename(temp.c_str(), target.c_str()) != 0) {

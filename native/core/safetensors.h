@@ -4,8 +4,8 @@
 //
 // The header is parsed and checked in plain C++ (fuzzable without LibTorch) before any tensor
 // data is read: sizes, dtypes, shapes whose product would overflow, offsets in range, tensors
-// that overlap or leave gaps. Writes are atomic: a temporary file in the same folder, fsync,
-// rename, fsync of the folder.
+// that overlap or leave gaps. Writes are atomic: a temporary file in the same folder (on Linux an
+// unnamed O_TMPFILE one, named only once complete), fsync, rename, fsync of the folder.
 #pragma once
 
 #include <cstdint>
@@ -55,7 +55,9 @@ struct TensorBytes {
   size_t size = 0;
 };
 
-// Writes atomically: path is either the old file or the complete new one, never a mix.
+// Writes atomically: path is either the old file or the complete new one, never a mix. A failed
+// write (disk full, file size limit, no permission) throws BadFileError and leaves the old file
+// as it was.
 void writeSafetensorsAtomic(const std::string& path, const std::vector<TensorBytes>& tensors,
                             const std::map<std::string, std::string>& metadata);
 
