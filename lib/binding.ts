@@ -126,6 +126,8 @@ export interface Binding {
     seed: number, epoch: number): Int32Array
   createModel(config: NativeModelConfig, device: string, seed: number, threads: number): Promise<NativeModel>
   loadModel(path: string, device: string, threads: number): Promise<{ model: NativeModel, checkpoint: boolean }>
+  /** Stops every training run of this environment between two batches and waits for its thread. */
+  stopAllTraining(): void
 }
 
 /** The package's root folder (dist/ sits in it). */
@@ -176,6 +178,11 @@ function loadBinding (): Binding {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const binding = require(file) as Binding
       binding.init(SiameseTorchError)
+      // process.exit() (and an uncaught exception) ends in the C library's exit(), which destroys
+      // LibTorch's static state without tearing this environment down first: a training thread
+      // still inside LibTorch would crash the process (SIGSEGV). Stop the runs first; this waits
+      // for the batch in progress, and for a checkpoint being written.
+      process.on('exit', () => binding.stopAllTraining?.())
       return binding
     } catch (err) {
       failures.push(`  - ${file}: ${explainLoadFailure(file, err)}`)

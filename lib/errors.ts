@@ -1,6 +1,22 @@
 /**
  * Stable error codes. Every rejection and every thrown error of siamese-torch carries one of
  * these in `error.code`; match on the code, not on the message.
+ *
+ * - `ERR_INVALID_ARG`: an argument or option of the wrong type, size or range (also NaN or
+ *   infinite pixels, empty or mismatched arrays, data too small for what is asked).
+ * - `ERR_BAD_FILE`: a file or folder that is missing, unreadable or malformed, or that cannot be
+ *   written (no such folder, no permission, disk full, file size limit); `path` names it. A
+ *   failed write leaves the previous file as it was.
+ * - `ERR_CHECKSUM`, `ERR_DOWNLOAD`: a download that did not verify, or did not arrive.
+ * - `ERR_BUSY`: `train` or `dispose()` while a job runs on the model.
+ * - `ERR_DISPOSED`: any use of a model after `dispose()`.
+ * - `ABORT_ERR`: stopped by an `AbortSignal`.
+ * - `ERR_TORCH_OOM`: LibTorch ran out of memory (either CPU allocator, or a GPU's); the job
+ *   fails, and the model and the process carry on.
+ * - `ERR_TORCH`: any other LibTorch error.
+ * - `ERR_CUDA_UNAVAILABLE`: a CUDA device asked for where there is none.
+ * - `ERR_ADDON_LOAD`: the native addon could not be loaded.
+ * - `ERR_NATIVE`, `ERR_NATIVE_OOM`: any other native failure, or out of memory outside LibTorch.
  */
 export type ErrorCode =
   | 'ERR_INVALID_ARG'

@@ -13,7 +13,8 @@ export type ImageInput = string | Buffer | Uint8Array | Float32Array
 export async function toPixels (inputs: readonly unknown[], width: number, height: number, name: string): Promise<Uint8Array> {
   const size = width * height
   const out = new Uint8Array(inputs.length * size)
-  await Promise.all(inputs.map(async (input, i) => {
+  // Array.from: a hole in the list is an undefined image (refused), not one silently skipped.
+  await Promise.all(Array.from(inputs, async (input, i) => {
     const label = inputs.length === 1 && !name.endsWith(']') ? name : `${name}[${i}]`
     if (typeof input === 'string') {
       if (input.length === 0) throw invalidArg(label, 'a file path, Buffer, Uint8Array or Float32Array', input)

@@ -99,15 +99,33 @@ function asList<T> (value: T | readonly T[]): readonly T[] {
 export class SiameseModel {
   readonly #native: NativeModel
   #disposed = false
+  // Calls in progress, counted from the call itself: a job spends its first steps in JavaScript
+  // (decoding images, loading data) before the addon counts it, and dispose() in between must
+  // be refused as it is once the native job runs.
+  #pending = 0
 
   /** @internal Use `train`, `createModel` or `loadModel`. */
   constructor (native: NativeModel) {
+    if (typeof (native as Partial<NativeModel> | null)?.predictPairs !== 'function') {
+      throw new SiameseTorchError('Expected a model from train, createModel or loadModel: SiameseModel is not built with new', 'ERR_INVALID_ARG')
+    }
     this.#native = native
   }
 
   #use (): NativeModel {
     if (this.#disposed) throw new SiameseTorchError('this model has been disposed', 'ERR_DISPOSED')
     return this.#native
+  }
+
+  /** Runs one call's work on the model, counted as in progress until it settles. */
+  async #job<T> (work: (native: NativeModel) => Promise<T>): Promise<T> {
+    const native = this.#use()
+    this.#pending++
+    try {
+      return await work(native)
+    } finally {
+      this.#pending--
+    }
   }
 
   /** What the model was built and trained for. */
@@ -155,17 +173,18 @@ export class SiameseModel {
   predict (a: readonly ImageInput[], b: readonly ImageInput[]): Promise<number[]>
   async predict (a: ImageInput | readonly ImageInput[], b: ImageInput | readonly ImageInput[]): Promise<number | number[]> {
     const site = callSite()
-    const native = this.#use()
-    const many = Array.isArray(a)
-    if (many !== Array.isArray(b)) throw invalidArg('b', many ? 'an array, as a is' : 'a single image, as a is', b)
-    const left = asList(a)
-    const right = asList(b)
-    if (left.length === 0) throw invalidArg('a', 'at least one image', a)
-    if (left.length !== right.length) throw invalidArg('b', `${left.length} images, as many as a`, b)
-    const { width, height } = native.info().config
-    const [l, r] = await Promise.all([toPixels(left, width, height, many ? 'a[]' : 'a'), toPixels(right, width, height, many ? 'b[]' : 'b')])
-    const p = await rethrowAtCallSite(native.predictPairs(l, r, left.length), site)
-    return many ? Array.from(p) : (p[0] as number)
+    return this.#job(async (native) => {
+      const many = Array.isArray(a)
+      if (many !== Array.isArray(b)) throw invalidArg('b', many ? 'an array, as a is' : 'a single image, as a is', b)
+      const left = asList(a)
+      const right = asList(b)
+      if (left.length === 0) throw invalidArg('a', 'at least one image', a)
+      if (left.length !== right.length) throw invalidArg('b', `${left.length} images, as many as a`, b)
+      const { width, height } = native.info().config
+      const [l, r] = await Promise.all([toPixels(left, width, height, many ? 'a[]' : 'a'), toPixels(right, width, height, many ? 'b[]' : 'b')])
+      const p = await rethrowAtCallSite(native.predictPairs(l, r, left.length), site)
+      return many ? Array.from(p) : (p[0] as number)
+    })
   }
 
   /**
@@ -178,12 +197,13 @@ export class SiameseModel {
    */
   async embed (images: ImageInput | readonly ImageInput[]): Promise<Float32Array[]> {
     const site = callSite()
-    const native = this.#use()
-    const list = asList(images)
-    if (list.length === 0) throw invalidArg('images', 'at least one image', images)
-    const { width, height, embeddingSize } = native.info().config
-    const flat = await rethrowAtCallSite(native.embed(await toPixels(list, width, height, 'images'), list.length), site)
-    return list.map((_, i) => flat.slice(i * embeddingSize, (i + 1) * embeddingSize))
+    return this.#job(async (native) => {
+      const list = asList(images)
+      if (list.length === 0) throw invalidArg('images', 'at least one image', images)
+      const { width, height, embeddingSize } = native.info().config
+      const flat = await rethrowAtCallSite(native.embed(await toPixels(list, width, height, 'images'), list.length), site)
+      return list.map((_, i) => flat.slice(i * embeddingSize, (i + 1) * embeddingSize))
+    })
   }
 
   /**
@@ -198,37 +218,38 @@ export class SiameseModel {
    */
   async evaluate (data?: DataSplit | LabelledImages | 'embedded' | 'mnist' | 'fashion-mnist', options?: EvaluateOptions): Promise<Metrics> {
     const site = callSite()
-    const native = this.#use()
-    const o = optionsObject(options, 'options', ['testSeed', 'ways', 'episodes', 'seed'])
-    let set: LabelledImages
-    if (data === undefined || typeof data === 'string') {
-      set = (await resolveData(data ?? 'embedded', false)).test
-    } else if (isPlainObject(data) && 'test' in data && 'train' in data) {
-      set = assertLabelledImages(data.test, 'data.test')
-    } else {
-      set = assertLabelledImages(data, 'data')
-    }
-    const { width, height } = native.info().config
-    if (set.width !== width || set.height !== height) {
-      throw invalidArg('data', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
-    }
-    const ways = o['ways'] === undefined ? Math.min(10, set.classes.length) : integerIn(o['ways'], 'ways', 0, set.classes.length)
-    if (ways === 1) throw invalidArg('ways', '0 (skip) or at least 2', ways)
-    const result = await rethrowAtCallSite(native.evaluate(toNativeData(set), {
-      testSeed: o['testSeed'] === undefined ? 0 : seedOption(o['testSeed'], 'testSeed'),
-      ways,
-      episodes: o['episodes'] === undefined ? 1000 : integerIn(o['episodes'], 'episodes', 1, 1_000_000),
-      seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
-    }), site)
-    return {
-      loss: result.loss,
-      accuracy: result.accuracy,
-      auc: result.auc,
-      threshold: result.threshold,
-      pairs: result.pairs,
-      oneShotWays: result.oneShotWays,
-      oneShotAccuracy: result.oneShotAccuracy
-    }
+    return this.#job(async (native) => {
+      const o = optionsObject(options, 'options', ['testSeed', 'ways', 'episodes', 'seed'])
+      let set: LabelledImages
+      if (data === undefined || typeof data === 'string') {
+        set = (await resolveData(data ?? 'embedded', false)).test
+      } else if (isPlainObject(data) && 'test' in data && 'train' in data) {
+        set = assertLabelledImages(data.test, 'data.test')
+      } else {
+        set = assertLabelledImages(data, 'data')
+      }
+      const { width, height } = native.info().config
+      if (set.width !== width || set.height !== height) {
+        throw invalidArg('data', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
+      }
+      const ways = o['ways'] === undefined ? Math.min(10, set.classes.length) : integerIn(o['ways'], 'ways', 0, set.classes.length)
+      if (ways === 1) throw invalidArg('ways', '0 (skip) or at least 2', ways)
+      const result = await rethrowAtCallSite(native.evaluate(toNativeData(set), {
+        testSeed: o['testSeed'] === undefined ? 0 : seedOption(o['testSeed'], 'testSeed'),
+        ways,
+        episodes: o['episodes'] === undefined ? 1000 : integerIn(o['episodes'], 'episodes', 1, 1_000_000),
+        seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
+      }), site)
+      return {
+        loss: result.loss,
+        accuracy: result.accuracy,
+        auc: result.auc,
+        threshold: result.threshold,
+        pairs: result.pairs,
+        oneShotWays: result.oneShotWays,
+        oneShotAccuracy: result.oneShotAccuracy
+      }
+    })
   }
 
   /**
@@ -244,48 +265,49 @@ export class SiameseModel {
    */
   async classify (queries: ImageInput | readonly ImageInput[], support: LabelledImages | SupportSet): Promise<Classification[]> {
     const site = callSite()
-    const native = this.#use()
-    const list = asList(queries)
-    if (list.length === 0) throw invalidArg('queries', 'at least one image', queries)
-    const { width, height } = native.info().config
-    let supportPixels: Uint8Array
-    let supportLabels: Int32Array
-    let classes: string[]
-    if (isPlainObject(support) && 'count' in support) {
-      const set = assertLabelledImages(support, 'support')
-      if (set.width !== width || set.height !== height) {
-        throw invalidArg('support', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
+    return this.#job(async (native) => {
+      const list = asList(queries)
+      if (list.length === 0) throw invalidArg('queries', 'at least one image', queries)
+      const { width, height } = native.info().config
+      let supportPixels: Uint8Array
+      let supportLabels: Int32Array
+      let classes: string[]
+      if (isPlainObject(support) && 'count' in support) {
+        const set = assertLabelledImages(support, 'support')
+        if (set.width !== width || set.height !== height) {
+          throw invalidArg('support', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
+        }
+        supportPixels = set.images
+        supportLabels = set.labels
+        classes = [...set.classes]
+      } else if (isPlainObject(support) && Array.isArray(support['images']) && Array.isArray(support['labels'])) {
+        const images = support['images'] as unknown[]
+        const labels = support['labels'] as unknown[]
+        if (images.length === 0 || images.length !== labels.length) {
+          throw invalidArg('support.labels', `one label for each of the ${images.length} support images`, labels)
+        }
+        classes = []
+        supportLabels = new Int32Array(labels.length)
+        Array.from(labels).forEach((label, i) => {
+          if (typeof label !== 'string' && typeof label !== 'number') throw invalidArg(`support.labels[${i}]`, 'a class name or number', label)
+          const name = String(label)
+          let index = classes.indexOf(name)
+          if (index < 0) index = classes.push(name) - 1
+          supportLabels[i] = index
+        })
+        supportPixels = await toPixels(images, width, height, 'support.images[]')
+      } else {
+        throw invalidArg('support', 'a labelled image set or { images, labels }', support)
       }
-      supportPixels = set.images
-      supportLabels = set.labels
-      classes = [...set.classes]
-    } else if (isPlainObject(support) && Array.isArray(support['images']) && Array.isArray(support['labels'])) {
-      const images = support['images'] as unknown[]
-      const labels = support['labels'] as unknown[]
-      if (images.length === 0 || images.length !== labels.length) {
-        throw invalidArg('support.labels', `one label for each of the ${images.length} support images`, labels)
-      }
-      classes = []
-      supportLabels = new Int32Array(labels.length)
-      labels.forEach((label, i) => {
-        if (typeof label !== 'string' && typeof label !== 'number') throw invalidArg(`support.labels[${i}]`, 'a class name or number', label)
-        const name = String(label)
-        let index = classes.indexOf(name)
-        if (index < 0) index = classes.push(name) - 1
-        supportLabels[i] = index
+      const queryPixels = await toPixels(list, width, height, 'queries')
+      const scores = await rethrowAtCallSite(native.classScores(queryPixels, list.length, supportPixels,
+        supportLabels.length, supportLabels, classes.length), site)
+      return list.map((_, q) => {
+        const row = Array.from(scores.subarray(q * classes.length, (q + 1) * classes.length))
+        let best = 0
+        for (let c = 1; c < row.length; c++) if ((row[c] as number) > (row[best] as number)) best = c
+        return { label: best, className: classes[best] as string, probability: row[best] as number, scores: row, classes }
       })
-      supportPixels = await toPixels(images, width, height, 'support.images[]')
-    } else {
-      throw invalidArg('support', 'a labelled image set or { images, labels }', support)
-    }
-    const queryPixels = await toPixels(list, width, height, 'queries')
-    const scores = await rethrowAtCallSite(native.classScores(queryPixels, list.length, supportPixels,
-      supportLabels.length, supportLabels, classes.length), site)
-    return list.map((_, q) => {
-      const row = Array.from(scores.subarray(q * classes.length, (q + 1) * classes.length))
-      let best = 0
-      for (let c = 1; c < row.length; c++) if ((row[c] as number) > (row[best] as number)) best = c
-      return { label: best, className: classes[best] as string, probability: row[best] as number, scores: row, classes }
     })
   }
 
@@ -295,9 +317,10 @@ export class SiameseModel {
    */
   async train (options: ModelTrainOptions = {}): Promise<{ history: EpochMetrics[] }> {
     const site = callSite()
-    const native = this.#use()
-    const history = await rethrowAtCallSite(trainModel(native, optionsObject(options, 'options', MODEL_TRAIN_OPTIONS), undefined), site)
-    return { history }
+    return this.#job(async (native) => {
+      const history = await rethrowAtCallSite(trainModel(native, optionsObject(options, 'options', MODEL_TRAIN_OPTIONS), undefined), site)
+      return { history }
+    })
   }
 
   /**
@@ -312,9 +335,10 @@ export class SiameseModel {
    */
   async save (path: string): Promise<void> {
     const site = callSite()
-    const native = this.#use()
-    const target = resolve(nonEmptyString(path, 'path'))
-    await rethrowAtCallSite(native.save(target, {}), site)
+    return this.#job(async (native) => {
+      const target = resolve(nonEmptyString(path, 'path'))
+      await rethrowAtCallSite(native.save(target, {}), site)
+    })
   }
 
   /**
@@ -323,6 +347,9 @@ export class SiameseModel {
    */
   dispose (): void {
     if (this.#disposed) return
+    if (this.#pending > 0) {
+      throw new SiameseTorchError(`cannot dispose a model while a job runs on it (${this.#pending} call(s) in progress)`, 'ERR_BUSY')
+    }
     this.#native.dispose()
     this.#disposed = true
   }

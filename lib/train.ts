@@ -147,11 +147,16 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
   let stored: Record<string, unknown> = {}
   let startEpoch = 0
   if (resumeFrom !== undefined) {
+    let parsed: unknown
     try {
-      stored = JSON.parse(info.metadata['train_options'] ?? '{}') as Record<string, unknown>
+      parsed = JSON.parse(info.metadata['train_options'] ?? '{}')
     } catch {
       throw new SiameseTorchError(`${resumeFrom}: its train_options metadata is not JSON`, 'ERR_BAD_FILE', { path: resumeFrom })
     }
+    if (!isPlainObject(parsed)) {
+      throw new SiameseTorchError(`${resumeFrom}: its train_options metadata is not a JSON object`, 'ERR_BAD_FILE', { path: resumeFrom })
+    }
+    stored = parsed
     startEpoch = Number(info.metadata['epoch'] ?? '0')
     if (!Number.isInteger(startEpoch) || startEpoch < 0) {
       throw new SiameseTorchError(`${resumeFrom}: its epoch metadata is not a whole number`, 'ERR_BAD_FILE', { path: resumeFrom })
@@ -159,29 +164,42 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
   }
   // What the caller gives wins; a resumed run falls back to what the checkpoint recorded.
   const opt = (key: string): unknown => o[key] ?? stored[key]
+  // A recorded option that fails its check is the checkpoint's fault, not the caller's.
+  const checked = <T>(key: string, read: () => T): T => {
+    try {
+      return read()
+    } catch (err) {
+      if (resumeFrom !== undefined && o[key] === undefined && stored[key] !== undefined &&
+          err instanceof SiameseTorchError && err.code === 'ERR_INVALID_ARG') {
+        throw new SiameseTorchError(`${resumeFrom}: its train_options metadata holds an unusable ${key} (${err.message})`,
+          'ERR_BAD_FILE', { path: resumeFrom, cause: err })
+      }
+      throw err
+    }
+  }
 
   if (o['loss'] !== undefined && resumeFrom === undefined && o['loss'] !== info.config.loss) {
     throw invalidArg('loss', `'${info.config.loss}', the loss this model was built for`, o['loss'])
   }
-  const mining = choice(opt('mining'), 'mining', ['none', 'batch-hard', 'semi-hard'] as const, 'none')
+  const mining = checked('mining', () => choice(opt('mining'), 'mining', ['none', 'batch-hard', 'semi-hard'] as const, 'none'))
   if (mining !== 'none' && info.config.loss !== 'triplet') {
     throw invalidArg('mining', "'none' unless loss is 'triplet'", mining)
   }
-  const optimizer = choice(opt('optimizer'), 'optimizer', ['adam', 'sgd'] as const, 'adam')
-  const epochs = opt('epochs') === undefined ? 10 : integerIn(opt('epochs'), 'epochs', 1, 1_000_000)
+  const optimizer = checked('optimizer', () => choice(opt('optimizer'), 'optimizer', ['adam', 'sgd'] as const, 'adam'))
+  const epochs = checked('epochs', () => opt('epochs') === undefined ? 10 : integerIn(opt('epochs'), 'epochs', 1, 1_000_000))
   const config = {
     epochs,
-    batchSize: opt('batchSize') === undefined ? 64 : integerIn(opt('batchSize'), 'batchSize', 1, 1 << 20),
-    seed: opt('seed') === undefined ? 0 : seedOption(opt('seed'), 'seed'),
-    pairs: choice(opt('pairs'), 'pairs', ['reference', 'balanced'] as const, 'balanced'),
+    batchSize: checked('batchSize', () => opt('batchSize') === undefined ? 64 : integerIn(opt('batchSize'), 'batchSize', 1, 1 << 20)),
+    seed: checked('seed', () => opt('seed') === undefined ? 0 : seedOption(opt('seed'), 'seed')),
+    pairs: checked('pairs', () => choice(opt('pairs'), 'pairs', ['reference', 'balanced'] as const, 'balanced')),
     mining,
     optimizer,
-    lr: opt('lr') === undefined ? 0.001 : numberIn(opt('lr'), 'lr', 1e-12, 100),
-    weightDecay: opt('weightDecay') === undefined ? 0.0001 : numberIn(opt('weightDecay'), 'weightDecay', 0, 100),
-    momentum: opt('momentum') === undefined ? 0.9 : numberIn(opt('momentum'), 'momentum', 0, 1),
-    saveEvery: opt('saveEvery') === undefined ? 2 : integerIn(opt('saveEvery'), 'saveEvery', 0, 1_000_000),
+    lr: checked('lr', () => opt('lr') === undefined ? 0.001 : numberIn(opt('lr'), 'lr', 1e-12, 100)),
+    weightDecay: checked('weightDecay', () => opt('weightDecay') === undefined ? 0.0001 : numberIn(opt('weightDecay'), 'weightDecay', 0, 100)),
+    momentum: checked('momentum', () => opt('momentum') === undefined ? 0.9 : numberIn(opt('momentum'), 'momentum', 0, 1)),
+    saveEvery: checked('saveEvery', () => opt('saveEvery') === undefined ? 2 : integerIn(opt('saveEvery'), 'saveEvery', 0, 1_000_000)),
     outDir: o['outDir'] === undefined ? '' : resolve(nonEmptyString(o['outDir'], 'outDir')),
-    threads: opt('threads') === undefined ? 0 : integerIn(opt('threads'), 'threads', 1, 1024),
+    threads: checked('threads', () => opt('threads') === undefined ? 0 : integerIn(opt('threads'), 'threads', 1, 1024)),
     testSeed: 0,
     startEpoch
   }

@@ -25,6 +25,14 @@ export function invalidArg (name: string, expected: string, actual: unknown): Si
   return new SiameseTorchError(`Expected ${expected} for ${name} but received ${describeValue(actual)}`, 'ERR_INVALID_ARG')
 }
 
+/**
+ * A non-empty array of strings. Holes count as missing values (`.some` and `.every` would skip
+ * them, letting `['a', , 'c']` through).
+ */
+export function isStringArray (value: unknown): value is string[] {
+  return Array.isArray(value) && value.length > 0 && Array.from(value as unknown[]).every((s) => typeof s === 'string')
+}
+
 export function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value)
 }

@@ -1,4 +1,4 @@
-import { integerIn, invalidArg, isPlainObject, optionsObject } from '../validate.js'
+import { integerIn, invalidArg, isPlainObject, isStringArray, optionsObject } from '../validate.js'
 import type { NativeImageData } from '../binding.js'
 import type { LabelledImages } from './types.js'
 
@@ -60,7 +60,7 @@ function toClasses (value: unknown, labels: Int32Array, name: string): string[] 
   let largest = -1
   for (const l of labels) largest = Math.max(largest, l)
   if (value === undefined) return Array.from({ length: largest + 1 }, (_, i) => String(i))
-  if (!Array.isArray(value) || value.length === 0 || value.some((c) => typeof c !== 'string')) {
+  if (!isStringArray(value)) {
     throw invalidArg(name, 'a non-empty array of class names', value)
   }
   if (largest >= value.length) {
@@ -98,7 +98,7 @@ export function fromArrays (input: ArraysInput): LabelledImages {
     copyPixels(given, images, 0, 'images')
   } else if (Array.isArray(given)) {
     if (given.length !== count) throw invalidArg('images', `${count} images, one per label`, given)
-    given.forEach((image: unknown, i) => {
+    Array.from(given as unknown[]).forEach((image: unknown, i) => {
       if (!isPixelArray(image) || image.length !== pixelsPerImage) {
         throw invalidArg(`images[${i}]`, `a Uint8Array or Float32Array of ${pixelsPerImage} pixels (${width}x${height})`, image)
       }
@@ -126,7 +126,7 @@ export function assertLabelledImages (value: unknown, name: string): LabelledIma
   if (!(labels instanceof Int32Array) || labels.length !== n) {
     throw invalidArg(`${name}.labels`, `an Int32Array of ${n} labels`, labels)
   }
-  if (!Array.isArray(classes) || classes.length === 0 || classes.some((c) => typeof c !== 'string')) {
+  if (!isStringArray(classes)) {
     throw invalidArg(`${name}.classes`, 'a non-empty array of class names', classes)
   }
   for (let i = 0; i < labels.length; i++) {
@@ -140,6 +140,7 @@ export function assertLabelledImages (value: unknown, name: string): LabelledIma
 
 /** Counts of images per class, in class order. */
 export function classCounts (set: LabelledImages): number[] {
+  assertLabelledImages(set, 'set')
   const counts = new Array<number>(set.classes.length).fill(0)
   for (const l of set.labels) counts[l] = (counts[l] ?? 0) + 1
   return counts

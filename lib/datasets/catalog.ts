@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 
 import { dataDir } from '../cache.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
-import { booleanOption, functionOption, integerIn, invalidArg, nonEmptyString, optionsObject } from '../validate.js'
+import { booleanOption, functionOption, integerIn, invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
 import { downloadFile, stderrProgress, type DownloadProgress } from './download.js'
 import { DIGITS } from './embedded.js'
 import { IDX_FILES, findIdxFile, readIdxDir, type IdxFileKey } from './idx.js'
@@ -86,7 +86,7 @@ export async function loadCatalogue (catalogue: Catalogue, options: Downloadable
   const root = resolve(o['root'] === undefined ? join(dataDir(), catalogue.folder) : nonEmptyString(o['root'], 'root'))
   const download = o['download'] === undefined ? false : booleanOption(o['download'], 'download')
   const mirrors = o['mirrors'] ?? catalogue.mirrors
-  if (!Array.isArray(mirrors) || mirrors.length === 0 || mirrors.some((m) => typeof m !== 'string')) {
+  if (!isStringArray(mirrors)) {
     throw invalidArg('mirrors', 'a non-empty array of base URLs', mirrors)
   }
   const retries = o['retries'] === undefined ? 3 : integerIn(o['retries'], 'retries', 1, 100)

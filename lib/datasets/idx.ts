@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path'
 
 import { binding } from '../binding.js'
 import { SiameseTorchError, rethrowAtCallSite, callSite } from '../errors.js'
-import { invalidArg, nonEmptyString, optionsObject } from '../validate.js'
+import { invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
 /** The four files of an IDX data set, without the optional `.gz`. */
@@ -92,7 +92,7 @@ export async function idx (dir: string, options?: IdxOptions): Promise<DataSplit
   const folder = resolve(nonEmptyString(dir, 'dir'))
   const o = optionsObject(options, 'options', ['classes'])
   const classes = o['classes']
-  if (classes !== undefined && (!Array.isArray(classes) || classes.length === 0 || classes.some((c) => typeof c !== 'string'))) {
+  if (classes !== undefined && !isStringArray(classes)) {
     throw invalidArg('classes', 'a non-empty array of class names', classes)
   }
   if (!existsSync(folder) || !statSync(folder).isDirectory()) {

@@ -1,5 +1,6 @@
 #include "errors.h"
 
+#include <cstring>
 #include <new>
 
 #include <c10/util/Exception.h>
@@ -8,6 +9,17 @@
 #include "instance.h"
 
 namespace siamese::addon {
+
+namespace {
+
+// "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes..." (posix_memalign
+// failing) or "DefaultCPUAllocator: not enough memory: ..." (malloc failing), in LibTorch 1.x and 2.x.
+bool isAllocationFailure(const char* message) {
+  return std::strstr(message, "DefaultCPUAllocator: can't allocate memory") != nullptr ||
+         std::strstr(message, "DefaultCPUAllocator: not enough memory") != nullptr;
+}
+
+}  // namespace
 
 ErrorInfo describeCurrentException() {
   try {
@@ -21,7 +33,11 @@ ErrorInfo describeCurrentException() {
   } catch (const c10::OutOfMemoryError& e) {
     return {"ERR_TORCH_OOM", e.what_without_backtrace(), ""};
   } catch (const c10::Error& e) {
-    return {"ERR_TORCH", e.what_without_backtrace(), ""};
+    // LibTorch's own CPU allocator (c10::alloc_cpu, used for small buffers, and for all of them
+    // with SIAMESE_TORCH_CPU_ALLOCATOR=system) reports a failed allocation as a plain c10::Error.
+    const char* message = e.what_without_backtrace();
+    if (isAllocationFailure(message)) return {"ERR_TORCH_OOM", message, ""};
+    return {"ERR_TORCH", message, ""};
   } catch (const std::bad_alloc&) {
     return {"ERR_NATIVE_OOM", "out of memory", ""};
   } catch (const std::exception& e) {

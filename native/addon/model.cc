@@ -370,15 +370,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 };
 
 // Runs on the main thread for each event the training thread sends.
-void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event) {
-  std::unique_ptr<TrainingEvent> owned(event);
-  TrainingJob* job = event->job;
-  if (env == nullptr) return;  // the environment is going away
+void deliverTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event) {
   Napi::HandleScope scope(env);
-  if (event->kind == TrainingEvent::Kind::Done) {
-    job->owner->finishTraining(job);
-    return;
-  }
   Napi::Object o = Napi::Object::New(env);
   switch (event->kind) {
     case TrainingEvent::Kind::Batch: {
@@ -405,12 +398,49 @@ void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event
     case TrainingEvent::Kind::Done:
       break;
   }
-  // lib/ wraps the user's callback so that it never throws; a throw here would only be a bug
-  // of ours, and it must not kill the job either.
-  try {
-    onEvent.Call({o});
-  } catch (const Napi::Error&) {
+  onEvent.Call({o});
+}
+
+void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event) {
+  std::unique_ptr<TrainingEvent> owned(event);
+  TrainingJob* job = event->job;
+  if (env == nullptr) return;  // the environment is going away
+  if (event->kind == TrainingEvent::Kind::Done) {
+    job->owner->finishTraining(job);
+    return;
   }
+  // lib/ wraps the user's callback so that it never throws. What can still throw is Node-API
+  // itself while the environment shuts down (worker.terminate(), process.exit() in a worker):
+  // JavaScript can no longer run, and an exception escaping here would abort the process.
+  try {
+    deliverTrainingEvent(env, onEvent, event);
+  } catch (...) {
+  }
+}
+
+// The body of a training run's own thread.
+void trainingThread(TrainingJob* raw) {
+  // Grad mode is thread-local: this thread trains with gradients on.
+  torch::AutoGradMode grad(true);
+  const auto send = [raw](TrainingEvent* e) {
+    if (raw->events.BlockingCall(e, onTrainingEvent) != napi_ok) delete e;
+  };
+  core::TrainHooks hooks;
+  hooks.stop = &raw->stop;
+  hooks.onBatch = [&](const core::BatchProgress& b) { send(new TrainingEvent{TrainingEvent::Kind::Batch, raw, b, {}, "", ""}); };
+  hooks.onEpoch = [&](const core::EpochMetrics& m) { send(new TrainingEvent{TrainingEvent::Kind::Epoch, raw, {}, m, "", ""}); };
+  hooks.onFile = [&](const std::string& kind, const std::string& path) {
+    send(new TrainingEvent{TrainingEvent::Kind::File, raw, {}, {}, kind, path});
+  };
+  try {
+    raw->outcome = core::trainModel(*raw->model, raw->train, raw->test, raw->config, hooks, raw->startEpoch,
+                                    raw->resume ? &*raw->resume : nullptr);
+  } catch (...) {
+    raw->error = describeCurrentException();
+  }
+  core::releaseIdleCpuMemory();  // the step buffers kept for reuse go back to the system
+  send(new TrainingEvent{TrainingEvent::Kind::Done, raw, {}, {}, "", ""});
+  raw->events.Release();
 }
 
 Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
@@ -455,30 +485,7 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     Napi::Promise promise = job->deferred->Promise();
     training_ = job.release();
     Instance::get(env)->trainingJobs.insert(raw);
-
-    raw->thread = std::thread([raw]() {
-      // Grad mode is thread-local: this thread trains with gradients on.
-      torch::AutoGradMode grad(true);
-      const auto send = [raw](TrainingEvent* e) {
-        if (raw->events.BlockingCall(e, onTrainingEvent) != napi_ok) delete e;
-      };
-      core::TrainHooks hooks;
-      hooks.stop = &raw->stop;
-      hooks.onBatch = [&](const core::BatchProgress& b) { send(new TrainingEvent{TrainingEvent::Kind::Batch, raw, b, {}, "", ""}); };
-      hooks.onEpoch = [&](const core::EpochMetrics& m) { send(new TrainingEvent{TrainingEvent::Kind::Epoch, raw, {}, m, "", ""}); };
-      hooks.onFile = [&](const std::string& kind, const std::string& path) {
-        send(new TrainingEvent{TrainingEvent::Kind::File, raw, {}, {}, kind, path});
-      };
-      try {
-        raw->outcome = core::trainModel(*raw->model, raw->train, raw->test, raw->config, hooks, raw->startEpoch,
-                                        raw->resume ? &*raw->resume : nullptr);
-      } catch (...) {
-        raw->error = describeCurrentException();
-      }
-      core::releaseIdleCpuMemory();  // the step buffers kept for reuse go back to the system
-      send(new TrainingEvent{TrainingEvent::Kind::Done, raw, {}, {}, "", ""});
-      raw->events.Release();
-    });
+    raw->thread = std::thread(trainingThread, raw);
     return promise;
   });
 }
@@ -489,14 +496,20 @@ void ModelWrap::finishTraining(TrainingJob* job) {
   Instance::get(env)->trainingJobs.erase(job);
   training_ = nullptr;
   std::unique_ptr<TrainingJob> owned(job);
-  if (job->error) {
-    job->deferred->Reject(makeError(env, *job->error).Value());
-  } else if (job->outcome.stopped) {
-    job->deferred->Reject(makeError(env, {"ABORT_ERR", "training was aborted; the model keeps the weights of its last completed step", ""}).Value());
-  } else {
-    Napi::Array history = Napi::Array::New(env, job->outcome.history.size());
-    for (size_t i = 0; i < job->outcome.history.size(); ++i) history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
-    job->deferred->Resolve(history);
+  // Settling can fail only while the environment shuts down (JavaScript can no longer run); an
+  // exception must not escape into Node then, or the process aborts.
+  try {
+    Napi::HandleScope scope(env);
+    if (job->error) {
+      job->deferred->Reject(makeError(env, *job->error).Value());
+    } else if (job->outcome.stopped) {
+      job->deferred->Reject(makeError(env, {"ABORT_ERR", "training was aborted; the model keeps the weights of its last completed step", ""}).Value());
+    } else {
+      Napi::Array history = Napi::Array::New(env, job->outcome.history.size());
+      for (size_t i = 0; i < job->outcome.history.size(); ++i) history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
+      job->deferred->Resolve(history);
+    }
+  } catch (...) {
   }
   job->ownerRef.Reset();
 }
@@ -550,15 +563,35 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   });
 }
 
+// Stops every run of an environment between two batches and waits for its thread.
+void joinTrainingThreads(Instance& instance) {
+  for (TrainingJob* job : instance.trainingJobs) job->stop = true;
+  for (TrainingJob* job : instance.trainingJobs) {
+    if (job->thread.joinable()) job->thread.join();
+  }
+}
+
+// stopAllTraining(): called by lib/ from process.on('exit'). process.exit() on the main thread
+// (and an uncaught exception) ends in exit() without tearing the environment down, so
+// stopTrainingJobs never runs, and exit() destroys LibTorch's static state (its operator
+// registry, oneDNN's caches) while a training thread may still be inside a convolution: that
+// crashed with SIGSEGV (10 of 12 process.exit() calls during training). This stops every run of
+// this environment between two batches and waits for its thread, so that a checkpoint being
+// written is completed and the process exits with its own code. The jobs stay registered: if
+// JavaScript ran on, their promises would still settle (ABORT_ERR).
+Napi::Value StopAllTraining(const Napi::CallbackInfo& info) {
+  joinTrainingThreads(*Instance::get(info.Env()));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void stopTrainingJobs(Instance& instance) {
   // The environment is exiting (process.exit, worker.terminate): stop every run between two
   // batches and wait for its thread, so that no thread outlives the code it runs. Its promise
   // can no longer settle; its JavaScript references die with the environment.
-  for (TrainingJob* job : instance.trainingJobs) job->stop = true;
+  joinTrainingThreads(instance);
   for (TrainingJob* job : instance.trainingJobs) {
-    if (job->thread.joinable()) job->thread.join();
     job->ownerRef.SuppressDestruct();
     delete job;
   }
@@ -570,6 +603,7 @@ void registerModel(Napi::Env env, Napi::Object exports) {
   Instance::get(env)->modelClass = Napi::Persistent(cls);
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("stopAllTraining", Napi::Function::New(env, StopAllTraining, "stopAllTraining"));
 }
 
 }  // namespace siamese::addon

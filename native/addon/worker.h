@@ -48,8 +48,19 @@ class PromiseWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (settled_) settled_();
+    // Settling fails only while the environment shuts down (worker.terminate() or process.exit()
+    // in a worker, with this job still in flight): JavaScript can no longer run, and an exception
+    // escaping here would abort the whole process (std::terminate). The promise is moot then.
+    try {
+      settle(env);
+    } catch (...) {
+    }
+  }
+
+ private:
+  void settle(Napi::Env env) {
+    Napi::HandleScope scope(env);
     if (error_) {
       deferred_.Reject(makeError(env, *error_).Value());
       return;
@@ -63,7 +74,6 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
- private:
   PromiseWorker(Napi::Env env, Work work, ToJs toJs, Settled settled, On on)
       : Napi::AsyncWorker(env, "siamese-torch"),
         on_(on),

@@ -189,7 +189,8 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   if (resume != nullptr) restore(model, *optimizer, c, *resume);
   if (!c.outDir.empty()) std::filesystem::create_directories(c.outDir);
 
-  // NHWC weights while training, NCHW again afterwards however training ends.
+  // NHWC weights while training, NCHW again afterwards however training ends. The gradients go
+  // too: the next run starts from zero anyway, and kept, they doubled a trained model's memory.
   struct TrainingLayout {
     Model& model;
     explicit TrainingLayout(Model& m) : model(m) {
@@ -203,6 +204,7 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
       } catch (...) {
         // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
       }
+      for (auto& parameter : model.net()->parameters()) parameter.mutable_grad().reset();
     }
   } layout(model);
 
