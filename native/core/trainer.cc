@@ -280,9 +280,19 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
     }
     const double trainSeconds = secondsSince(epochStart);
 
+    // Evaluate in the inference layout, as evaluate() and predict() do: the same numbers, and NHWC
+    // weights make small inference batches several times slower.
     model.net()->eval();
+    {
+      std::lock_guard<std::mutex> lock(model.weightsMutex());
+      model.net()->useTrainingLayout(false);
+    }
     const torch::Tensor testEmbeddings = model.embedImages(test.images);
     const PairMetrics m = evaluatePairs(model, testEmbeddings, testTriplets);
+    {
+      std::lock_guard<std::mutex> lock(model.weightsMutex());
+      model.net()->useTrainingLayout(true);
+    }
     model.net()->train();
     if (model.config().loss != Loss::PairCE) model.setThreshold(m.threshold);
 
