@@ -57,6 +57,11 @@ class Model {
   // Held while the weights change (one optimiser step) or are read (inference): inference
   // during training sees the weights of the last completed step.
   std::mutex& weightsMutex() { return weightsMutex_; }
+  // The network's weight layout for training (true) or inference (false), under the weights lock.
+  void useTrainingLayout(bool training) {
+    std::lock_guard<std::mutex> lock(weightsMutex_);
+    net_->useTrainingLayout(training);
+  }
 
   // uint8 [N, H, W] (CPU) -> float [N, E] (CPU), in batches, without gradients.
   torch::Tensor embedImages(const torch::Tensor& images, int64_t batchSize = 128);

@@ -193,14 +193,10 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   // too: the next run starts from zero anyway, and kept, they doubled a trained model's memory.
   struct TrainingLayout {
     Model& model;
-    explicit TrainingLayout(Model& m) : model(m) {
-      std::lock_guard<std::mutex> lock(model.weightsMutex());
-      model.net()->useTrainingLayout(true);
-    }
+    explicit TrainingLayout(Model& m) : model(m) { model.useTrainingLayout(true); }
     ~TrainingLayout() {
       try {
-        std::lock_guard<std::mutex> lock(model.weightsMutex());
-        model.net()->useTrainingLayout(false);
+        model.useTrainingLayout(false);
       } catch (...) {
         // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
       }
@@ -283,16 +279,10 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
     // Evaluate in the inference layout, as evaluate() and predict() do: the same numbers, and NHWC
     // weights make small inference batches several times slower.
     model.net()->eval();
-    {
-      std::lock_guard<std::mutex> lock(model.weightsMutex());
-      model.net()->useTrainingLayout(false);
-    }
+    model.useTrainingLayout(false);
     const torch::Tensor testEmbeddings = model.embedImages(test.images);
     const PairMetrics m = evaluatePairs(model, testEmbeddings, testTriplets);
-    {
-      std::lock_guard<std::mutex> lock(model.weightsMutex());
-      model.net()->useTrainingLayout(true);
-    }
+    model.useTrainingLayout(true);
     model.net()->train();
     if (model.config().loss != Loss::PairCE) model.setThreshold(m.threshold);
 

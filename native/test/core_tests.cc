@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "../core/errors.h"
 #include "../core/evaluate.h"
 #include "../core/json.h"
+#include "../core/network.h"
 #include "../core/random.h"
 #include "../core/sampling.h"
 
@@ -144,6 +146,19 @@ void testRoc() {
 
 }  // namespace
 
+void testParameterShapesMatchTheNetwork() {
+  // loadModelFile checks a file against parameterShapes() before building the network.
+  for (const NetworkShape shape : {NetworkShape{28, 28, 512}, NetworkShape{24, 40, 7}, NetworkShape{64, 32, 128}}) {
+    SiameseNet net(shape);
+    std::map<std::string, std::vector<int64_t>> fromNet;
+    for (const auto& item : net->named_parameters()) fromNet[item.key()] = item.value().sizes().vec();
+    std::map<std::string, std::vector<int64_t>> computed;
+    for (const auto& [name, dims] : parameterShapes(shape)) computed[name] = dims;
+    check(fromNet == computed, "parameterShapes() agrees with the network for " + std::to_string(shape.width) + "x" +
+                                   std::to_string(shape.height) + ", embedding " + std::to_string(shape.embeddingSize));
+  }
+}
+
 void testCachingAllocator() {
   if (!installCachingCpuAllocator()) {
     std::printf("caching allocator off (SIAMESE_TORCH_CPU_ALLOCATOR=system or a sanitizer build)\n");
@@ -190,6 +205,7 @@ int main() {
   testSamplersAgainstLabels();
   testJson();
   testRoc();
+  testParameterShapesMatchTheNetwork();
   testCachingAllocator();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

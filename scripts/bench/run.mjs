@@ -14,6 +14,7 @@ import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { datasets, version } from '../../dist/index.mjs'
+import { lastJson, median, trainFlopsPerPair } from './common.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -41,7 +42,6 @@ if (existsSync(join(fashionDir, 'train-images-idx3-ubyte.gz'))) {
   console.error(`no Fashion-MNIST in ${fashionDir}: apt-get install dataset-fashion-mnist to include it`)
 }
 
-const lastJson = (out) => JSON.parse(out.trim().split('\n').at(-1))
 const tools = {
   ours: (set, seed) => lastJson(execFileSync(process.execPath,
     [join(here, 'ours.mjs'), String(threads), String(seed), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })),
@@ -55,10 +55,6 @@ const tools = {
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const results = []
 for (const [i, set] of sets.entries()) {
   set.embedded = i === 0
@@ -87,10 +83,7 @@ for (const [i, set] of sets.entries()) {
     accuracyRange: { ours: range('ours', 'testAccuracy'), pytorch: range('pytorch', 'testAccuracy') } })
 }
 
-// FLOPs of one labelled training pair: forward of 1.5 tower images (a triplet is two pairs over
-// three images), backward about twice the forward. Tower forward per image, multiply-adds x 2:
-const towerFlops = 2 * (22 * 22 * 64 * 49 + 7 * 7 * 128 * 64 * 25 + 3 * 3 * 256 * 128 * 25 + 2304 * 512)
-const flopsPerPair = 3 * 1.5 * towerFlops
+const flopsPerPair = trainFlopsPerPair
 // This CPU's fp32 peak: cores x clock x FLOP per cycle. AMD Zen 4 (family 25 with AVX-512) runs
 // 512-bit FMAs on 256-bit units: 2 FMA x 8 lanes x 2 = 32 FLOP/cycle; Intel AVX-512 server
 // cores have two 512-bit FMA units (64); AVX2 + FMA (32); otherwise SSE (8).

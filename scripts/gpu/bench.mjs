@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { datasets, version } from '../../dist/index.mjs'
+import { lastJson, median, predictFlopsPerPair, trainFlopsPerPair } from '../bench/common.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -20,8 +21,6 @@ const python = process.env.SIAMESE_TORCH_BENCH_PYTHON ?? 'python3'
 const reps = Number(process.env.SIAMESE_TORCH_BENCH_REPS ?? 3)
 const threads = 4
 const dataDir = join(root, 'dist', 'data', 'mnist-embedded')
-const lastJson = (s) => JSON.parse(s.trim().split('\n').at(-1))
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const { test } = await datasets.embedded()
 const p = datasets.testPairs(test)
@@ -54,10 +53,6 @@ const pytorch = (batch, seed) => {
   return { tool: 'pytorch', torch: s.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy, evalPairsPerSecond: h.evalPairsPerSecond }
 }
 
-// FLOPs of one labelled training pair (see scripts/bench/run.mjs) and of one predicted pair.
-const towerFlops = 2 * (22 * 22 * 64 * 49 + 7 * 7 * 128 * 64 * 25 + 3 * 3 * 256 * 128 * 25 + 2304 * 512)
-const trainFlopsPerPair = 3 * 1.5 * towerFlops
-const predictFlopsPerPair = 2 * towerFlops
 const results = []
 for (const batch of [64, 1024]) {
   const runs = { ours: [], pytorch: [] }
