@@ -393,4 +393,8 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code })
+main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
+  // main() reports its own failures; this is only a last resort.
+  process.stderr.write(`siamese-torch: ${String(err)}\n`)
+  process.exitCode = EXIT_FAILURE
+})

@@ -28,7 +28,7 @@ export async function decodeImage (source: string | Uint8Array, width: number, h
       .toBuffer({ resolveWithObject: true })
     if (info.channels === 1) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
     const out = new Uint8Array(width * height)
-    for (let i = 0; i < out.length; i++) out[i] = data[i * info.channels] as number
+    for (let i = 0; i < out.length; i++) out[i] = data[i * info.channels]
     return out
   } catch (err) {
     const what = typeof source === 'string' ? source : 'image buffer'

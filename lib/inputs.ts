@@ -27,7 +27,7 @@ export async function toPixels (inputs: readonly unknown[], width: number, heigh
     } else if (input instanceof Float32Array || input instanceof Float64Array) {
       if (input.length !== size) throw invalidArg(label, `${size} pixels (${width}x${height})`, input)
       for (let p = 0; p < size; p++) {
-        const v = input[p] as number
+        const v = input[p]
         if (!(v >= 0 && v <= 1)) throw invalidArg(`${label}[${p}]`, 'a finite pixel value from 0 to 1', v)
         out[i * size + p] = Math.round(v * 255)
       }

@@ -130,7 +130,7 @@ export class SiameseModel {
 
   /** What the model was built and trained for. */
   get config (): ModelConfig {
-    return { ...this.#use().info().config } as NativeModelConfig
+    return { ...this.#use().info().config }
   }
 
   /** Where it runs, e.g. `"cpu"` or `"cuda:0"`. */
@@ -183,7 +183,7 @@ export class SiameseModel {
       const { width, height } = native.info().config
       const [l, r] = await Promise.all([toPixels(left, width, height, many ? 'a[]' : 'a'), toPixels(right, width, height, many ? 'b[]' : 'b')])
       const p = await rethrowAtCallSite(native.predictPairs(l, r, left.length), site)
-      return many ? Array.from(p) : (p[0] as number)
+      return many ? Array.from(p) : (p[0])
     })
   }
 
@@ -305,8 +305,8 @@ export class SiameseModel {
       return list.map((_, q) => {
         const row = Array.from(scores.subarray(q * classes.length, (q + 1) * classes.length))
         let best = 0
-        for (let c = 1; c < row.length; c++) if ((row[c] as number) > (row[best] as number)) best = c
-        return { label: best, className: classes[best] as string, probability: row[best] as number, scores: row, classes }
+        for (let c = 1; c < row.length; c++) if ((row[c]) > (row[best])) best = c
+        return { label: best, className: classes[best], probability: row[best], scores: row, classes }
       })
     })
   }
@@ -454,7 +454,6 @@ export async function loadModel (path: string, options?: { device?: Device, thre
   const { model } = await rethrowAtCallSite(binding().loadModel(file, device, threads), site)
   return new SiameseModel(model)
 }
-
 
 /**
  * Trains a Siamese network natively, on its own thread: the promise settles when training ends,

@@ -116,7 +116,7 @@ export async function embeddingMapSvg (model: SiameseModel, set: LabelledImages,
   const images = Array.from({ length: count }, (_, i) => set.images.slice(i * size, (i + 1) * size))
   const embeddings = await model.embed(images)
   const xy = await pca2d(embeddings)
-  const values = xy.map(([x, y], i) => ({ x, y, cls: set.classes[set.labels[i] as number] }))
+  const values = xy.map(([x, y], i) => ({ x, y, cls: set.classes[set.labels[i]] }))
   return renderSvg({
     $schema: 'https://vega.github.io/schema/vega/v5.json',
     width: 560,
@@ -156,8 +156,8 @@ export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, t
   const n = Math.min(count, pairs.left.length)
   const size = set.width * set.height
   const pick = (i: number): Uint8Array => set.images.slice(i * size, (i + 1) * size)
-  const left = Array.from({ length: n }, (_, k) => pick(pairs.left[k] as number))
-  const right = Array.from({ length: n }, (_, k) => pick(pairs.right[k] as number))
+  const left = Array.from({ length: n }, (_, k) => pick(pairs.left[k]))
+  const right = Array.from({ length: n }, (_, k) => pick(pairs.right[k]))
   const p = await model.predict(left, right)
   const scale = 3
   const w = set.width * scale
@@ -174,22 +174,22 @@ export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, t
   const cells: string[] = []
   for (let k = 0; k < n; k++) {
     const same = pairs.same[k] === 1
-    const correct = (p[k] as number) >= 0.5 === same
+    const correct = (p[k] >= 0.5) === same
     const x = 10 + (k % columns) * cellW
     const y = 44 + Math.floor(k / columns) * cellH
     const colour = correct ? '#2ca02c' : '#d62728'
     cells.push(
       `<rect x="${x}" y="${y}" width="${cellW - 10}" height="${cellH - 8}" rx="4" fill="#f7f7f7" stroke="${colour}" stroke-width="3"/>`,
-      `<image x="${x + 5}" y="${y + 5}" width="${w}" height="${h}" href="${await png(left[k] as Uint8Array)}"/>`,
-      `<image x="${x + 15 + w}" y="${y + 5}" width="${w}" height="${h}" href="${await png(right[k] as Uint8Array)}"/>`,
+      `<image x="${x + 5}" y="${y + 5}" width="${w}" height="${h}" href="${await png(left[k])}"/>`,
+      `<image x="${x + 15 + w}" y="${y + 5}" width="${w}" height="${h}" href="${await png(right[k])}"/>`,
       `<text x="${x + (cellW - 10) / 2}" y="${y + h + 27}" text-anchor="middle" font-family="${FONT}" font-size="14" fill="${colour}">` +
-        `${same ? 'same' : 'different'}: P(same) ${(p[k] as number).toFixed(2)} ${correct ? '\u2713' : '\u2717'}</text>`
+        `${same ? 'same' : 'different'}: P(same) ${(p[k]).toFixed(2)} ${correct ? '\u2713' : '\u2717'}</text>`
     )
   }
   const width = 20 + columns * cellW - 10
   const height = 54 + rows * cellH
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">` +
-    `<rect width="100%" height="100%" fill="white"/>` +
+    '<rect width="100%" height="100%" fill="white"/>' +
     `<text x="10" y="28" font-family="${FONT}" font-size="18">${escapeXml(title)}</text>` +
     `${cells.join('')}</svg>`
 }

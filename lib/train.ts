@@ -222,8 +222,16 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
   // Recorded in every file, so that a checkpoint can resume with the same settings.
   const recorded = {
     data: typeof dataOption === 'string' ? dataOption : data.name,
-    pairs: config.pairs, mining, optimizer, lr: config.lr, weightDecay: config.weightDecay, momentum: config.momentum,
-    epochs, batchSize: config.batchSize, seed: config.seed, saveEvery: config.saveEvery,
+    pairs: config.pairs,
+    mining,
+    optimizer,
+    lr: config.lr,
+    weightDecay: config.weightDecay,
+    momentum: config.momentum,
+    epochs,
+    batchSize: config.batchSize,
+    seed: config.seed,
+    saveEvery: config.saveEvery,
     ...(config.threads > 0 ? { threads: config.threads } : {})
   }
   native.setMetadata({ classes: JSON.stringify(classes), train_options: JSON.stringify(recorded) })
@@ -231,7 +239,7 @@ export async function trainModel (native: NativeModel, o: Record<string, unknown
   const deliver = (event: NativeTrainingEvent): void => {
     if (!onProgress) return
     try {
-      onProgress(event as ProgressEvent)
+      onProgress(event)
     } catch (err) {
       if (!warnedAboutCallback) {
         warnedAboutCallback = true

@@ -16,7 +16,7 @@ export function describeValue (value: unknown): string {
     const length = 'length' in value ? (value as unknown as { length: number }).length : value.byteLength
     return `${value.constructor.name} of length ${length}`
   }
-  const name = (value as object).constructor?.name
+  const name = (value).constructor?.name
   return name && name !== 'Object' ? `a ${name}` : 'an object'
 }
 

@@ -98,7 +98,10 @@ t.test('an abort stops the download and leaves nothing', async (t) => {
 
 // A catalogue of the served files, to drive the whole data-set path.
 const served = {
-  name: 'served', folder: 'served', mirrors: [server.url('good')], classes: ['even', 'odd'],
+  name: 'served',
+  folder: 'served',
+  mirrors: [server.url('good')],
+  classes: ['even', 'odd'],
   md5: {
     trainImages: md5(files['train-images-idx3-ubyte.gz']),
     trainLabels: md5(files['train-labels-idx1-ubyte.gz']),

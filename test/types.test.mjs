@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { node, root } from './helpers/run.mjs'
 
 const compilers = {
-  'TypeScript 7': join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
-  'TypeScript 5': join(root, 'node_modules', 'typescript5', 'bin', 'tsc')
+  'TypeScript 7': join(root, 'node_modules', 'typescript7', 'bin', 'tsc'),
+  'TypeScript 5': join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 }
 
 for (const [name, tsc] of Object.entries(compilers)) {

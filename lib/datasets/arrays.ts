@@ -26,7 +26,7 @@ function copyPixels (source: PixelArray, into: Uint8Array, offset: number, name:
     return
   }
   for (let i = 0; i < source.length; i++) {
-    const v = source[i] as number
+    const v = source[i]
     if (!(v >= 0 && v <= 1)) {
       throw invalidArg(`${name}[${i}]`, 'a finite pixel value from 0 to 1 (floats are 0..1)', v)
     }
@@ -130,7 +130,7 @@ export function assertLabelledImages (value: unknown, name: string): LabelledIma
     throw invalidArg(`${name}.classes`, 'a non-empty array of class names', classes)
   }
   for (let i = 0; i < labels.length; i++) {
-    const l = labels[i] as number
+    const l = labels[i]
     if (l < 0 || l >= classes.length) {
       throw invalidArg(`${name}.labels[${i}]`, `a label from 0 to ${classes.length - 1}`, l)
     }
@@ -145,7 +145,6 @@ export function classCounts (set: LabelledImages): number[] {
   for (const l of set.labels) counts[l] = (counts[l] ?? 0) + 1
   return counts
 }
-
 
 /** A set as the addon reads it; `numClasses` defaults to the set's own class count. */
 export function toNativeData (set: LabelledImages, numClasses: number = set.classes.length): NativeImageData {

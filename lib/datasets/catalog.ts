@@ -110,7 +110,7 @@ export async function loadCatalogue (catalogue: Catalogue, options: Downloadable
   for (const key of missing) {
     try {
       await downloadFile(gzName(key), catalogue.md5[key], root, {
-        mirrors: mirrors as string[], retries, timeoutMs, backoffMs, onProgress, signal: signal as AbortSignal | undefined
+        mirrors, retries, timeoutMs, backoffMs, onProgress, signal
       })
     } catch (err) {
       if (err instanceof SiameseTorchError && err.code === 'ERR_DOWNLOAD') {

@@ -53,7 +53,7 @@ function get (url: string, timeoutMs: number, signal: AbortSignal | undefined, r
     try {
       parsed = new URL(url)
     } catch {
-      reject(new AttemptError(`not a valid URL`, true))
+      reject(new AttemptError('not a valid URL', true))
       return
     }
     const client = parsed.protocol === 'https:' ? https : parsed.protocol === 'http:' ? http : undefined

@@ -98,5 +98,5 @@ export async function idx (dir: string, options?: IdxOptions): Promise<DataSplit
   if (!existsSync(folder) || !statSync(folder).isDirectory()) {
     throw new SiameseTorchError(`${folder} is not a folder`, 'ERR_BAD_FILE', { path: folder })
   }
-  return rethrowAtCallSite(readIdxDir(folder, folder, classes as string[] | undefined), site)
+  return rethrowAtCallSite(readIdxDir(folder, folder, classes), site)
 }

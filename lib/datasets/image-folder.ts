@@ -43,7 +43,7 @@ async function decodeAll (listed: Listed[], classes: string[], width: number, he
   const workers = Array.from({ length: Math.min(DECODE_CONCURRENCY, listed.length) }, async () => {
     while (next < listed.length) {
       const i = next++
-      const { file, label } = listed[i] as Listed
+      const { file, label } = listed[i]
       images.set(await decodeImage(file, width, height), i * width * height)
       labels[i] = label
     }

@@ -83,9 +83,9 @@ export function pairsFromTriplets (t: Triplets): Pairs {
   const right = new Int32Array(2 * n)
   const same = new Uint8Array(2 * n)
   for (let i = 0; i < n; i++) {
-    left[2 * i] = left[2 * i + 1] = t.anchor[i] as number
-    right[2 * i] = t.positive[i] as number
-    right[2 * i + 1] = t.negative[i] as number
+    left[2 * i] = left[2 * i + 1] = t.anchor[i]
+    right[2 * i] = t.positive[i]
+    right[2 * i + 1] = t.negative[i]
     same[2 * i] = 1
   }
   return { left, right, same }

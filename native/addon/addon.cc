@@ -5,9 +5,9 @@
 #include "../core/cpu_allocator.h"
 #include "../core/torch_info.h"
 #include "data.h"
-#include "model.h"
 #include "errors.h"
 #include "instance.h"
+#include "model.h"
 
 #ifndef SIAMESE_TORCH_LIBTORCH_SOURCE
 #error "SIAMESE_TORCH_LIBTORCH_SOURCE must name where the build found LibTorch"

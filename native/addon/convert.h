@@ -15,12 +15,14 @@ inline Napi::TypeError argError(Napi::Env env, const std::string& what) {
 }
 
 inline std::string stringArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsString()) throw argError(info.Env(), "a string as argument " + std::to_string(i));
+  if (info.Length() <= i || !info[i].IsString())
+    throw argError(info.Env(), "a string as argument " + std::to_string(i));
   return info[i].As<Napi::String>().Utf8Value();
 }
 
 inline double numberArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw argError(info.Env(), "a number as argument " + std::to_string(i));
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw argError(info.Env(), "a number as argument " + std::to_string(i));
   return info[i].As<Napi::Number>().DoubleValue();
 }
 

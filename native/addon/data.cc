@@ -19,8 +19,7 @@ Napi::Value ReadIdx(const Napi::CallbackInfo& info) {
     std::string labelsPath = stringArg(info, 1);
     const int numClasses = static_cast<int>(numberArg(info, 2));
     return PromiseWorker<core::IdxSplit>::Start(
-        env,
-        [imagesPath, labelsPath, numClasses]() { return core::readIdxSplit(imagesPath, labelsPath, numClasses); },
+        env, [imagesPath, labelsPath, numClasses]() { return core::readIdxSplit(imagesPath, labelsPath, numClasses); },
         [](Napi::Env env, core::IdxSplit& split) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           // Copied, not external: Electron's V8 sandbox forbids buffers that point outside it.
@@ -69,9 +68,9 @@ Napi::Value ClassBalancedBatches(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const core::ClassIndex index = classIndexArg(info);
-    return toInt32Array(env, core::classBalancedBatches(index, static_cast<int>(numberArg(info, 2)),
-                                                        static_cast<int>(numberArg(info, 3)), seedArg(info, 4),
-                                                        seedArg(info, 5)));
+    return toInt32Array(
+        env, core::classBalancedBatches(index, static_cast<int>(numberArg(info, 2)),
+                                        static_cast<int>(numberArg(info, 3)), seedArg(info, 4), seedArg(info, 5)));
   });
 }
 

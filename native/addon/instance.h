@@ -15,9 +15,9 @@ struct Instance;
 void stopTrainingJobs(Instance& instance);
 
 struct Instance {
-  Napi::FunctionReference errorClass;  // SiameseTorchError, registered once by lib/ at load
-  Napi::FunctionReference modelClass;  // the addon's model class
-  std::set<TrainingJob*> trainingJobs; // runs in progress, for teardown
+  Napi::FunctionReference errorClass;   // SiameseTorchError, registered once by lib/ at load
+  Napi::FunctionReference modelClass;   // the addon's model class
+  std::set<TrainingJob*> trainingJobs;  // runs in progress, for teardown
 
   ~Instance() { stopTrainingJobs(*this); }
 

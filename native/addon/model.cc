@@ -85,7 +85,8 @@ torch::Tensor copyImages(const Napi::Value& value, int64_t count, int64_t height
 core::ImageData readImageData(const Napi::Object& o) {
   core::ImageData d;
   const auto count = static_cast<int64_t>(num(o, "count"));
-  d.images = copyImages(o.Get("images"), count, static_cast<int64_t>(num(o, "height")), static_cast<int64_t>(num(o, "width")));
+  d.images =
+      copyImages(o.Get("images"), count, static_cast<int64_t>(num(o, "height")), static_cast<int64_t>(num(o, "width")));
   auto labels = o.Get("labels").As<Napi::Int32Array>();
   d.labels.assign(labels.Data(), labels.Data() + labels.ElementLength());
   d.numClasses = static_cast<int>(num(o, "numClasses"));
@@ -188,7 +189,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   // Argument `index`: `count` images of this model's input size, copied into a tensor.
-  static torch::Tensor imagesArg(const Napi::CallbackInfo& info, size_t index, int64_t count, const core::Model& model) {
+  static torch::Tensor imagesArg(const Napi::CallbackInfo& info, size_t index, int64_t count,
+                                 const core::Model& model) {
     const auto& shape = model.config().shape;
     return copyImages(info[index], count, shape.height, shape.width);
   }
@@ -321,7 +323,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         extra[k] = o.Get(k).As<Napi::String>().Utf8Value();
       }
       return job<bool>(
-          env, [model, path, extra]() { core::saveModelFile(*model, path, extra); return true; },
+          env,
+          [model, path, extra]() {
+            core::saveModelFile(*model, path, extra);
+            return true;
+          },
           [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); }, PromiseWorker<bool>::On::LibuvPool);
     });
   }
@@ -356,8 +362,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       if (training_ != nullptr || jobs_ > 0) {
-        throw makeError(env, {"ERR_BUSY", "cannot dispose a model while a job runs on it (" +
-                                             std::string(training_ != nullptr ? "training" : std::to_string(jobs_) + " job(s)") + ")", ""});
+        throw makeError(env,
+                        {"ERR_BUSY",
+                         "cannot dispose a model while a job runs on it (" +
+                             std::string(training_ != nullptr ? "training" : std::to_string(jobs_) + " job(s)") + ")",
+                         ""});
       }
       model_.reset();
       return env.Undefined();
@@ -395,8 +404,7 @@ void deliverTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* 
       o.Set("kind", event->fileKind);
       o.Set("path", event->path);
       break;
-    case TrainingEvent::Kind::Done:
-      break;
+    case TrainingEvent::Kind::Done: break;
   }
   onEvent.Call({o});
 }
@@ -427,8 +435,12 @@ void trainingThread(TrainingJob* raw) {
   };
   core::TrainHooks hooks;
   hooks.stop = &raw->stop;
-  hooks.onBatch = [&](const core::BatchProgress& b) { send(new TrainingEvent{TrainingEvent::Kind::Batch, raw, b, {}, "", ""}); };
-  hooks.onEpoch = [&](const core::EpochMetrics& m) { send(new TrainingEvent{TrainingEvent::Kind::Epoch, raw, {}, m, "", ""}); };
+  hooks.onBatch = [&](const core::BatchProgress& b) {
+    send(new TrainingEvent{TrainingEvent::Kind::Batch, raw, b, {}, "", ""});
+  };
+  hooks.onEpoch = [&](const core::EpochMetrics& m) {
+    send(new TrainingEvent{TrainingEvent::Kind::Epoch, raw, {}, m, "", ""});
+  };
   hooks.onFile = [&](const std::string& kind, const std::string& path) {
     send(new TrainingEvent{TrainingEvent::Kind::File, raw, {}, {}, kind, path});
   };
@@ -472,8 +484,9 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
       // Resume: the optimiser state of the checkpoint this model was loaded from.
       auto loaded = core::loadModelFile(info[4].As<Napi::String>().Utf8Value(), torch::kCPU);
       if (loaded.optimizer.kind.empty()) {
-        throw makeError(env, {"ERR_BAD_FILE", info[4].As<Napi::String>().Utf8Value() + ": not a checkpoint (no optimizer state)",
-                              info[4].As<Napi::String>().Utf8Value()});
+        throw makeError(
+            env, {"ERR_BAD_FILE", info[4].As<Napi::String>().Utf8Value() + ": not a checkpoint (no optimizer state)",
+                  info[4].As<Napi::String>().Utf8Value()});
       }
       job->resume = std::move(loaded.optimizer);
     }
@@ -503,10 +516,14 @@ void ModelWrap::finishTraining(TrainingJob* job) {
     if (job->error) {
       job->deferred->Reject(makeError(env, *job->error).Value());
     } else if (job->outcome.stopped) {
-      job->deferred->Reject(makeError(env, {"ABORT_ERR", "training was aborted; the model keeps the weights of its last completed step", ""}).Value());
+      job->deferred->Reject(
+          makeError(env,
+                    {"ABORT_ERR", "training was aborted; the model keeps the weights of its last completed step", ""})
+              .Value());
     } else {
       Napi::Array history = Napi::Array::New(env, job->outcome.history.size());
-      for (size_t i = 0; i < job->outcome.history.size(); ++i) history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
+      for (size_t i = 0; i < job->outcome.history.size(); ++i)
+        history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
       job->deferred->Resolve(history);
     }
   } catch (...) {

@@ -90,7 +90,8 @@ class CachingCpuAllocator final : public c10::Allocator {
       // at their exact size, and a training step needs ~1.4x its peak live bytes in distinct
       // sizes to run without a miss (measured: 1.25x thrashes, 1.5x misses nothing after the
       // first steps). Evict the blocks idle the longest first.
-      const uint64_t budget = std::max<uint64_t>(stats_.highWaterBytes + stats_.highWaterBytes / 2, stats_.liveBytes + size);
+      const uint64_t budget =
+          std::max<uint64_t>(stats_.highWaterBytes + stats_.highWaterBytes / 2, stats_.liveBytes + size);
       if (stats_.liveBytes + stats_.idleBytes + size > budget) unmapIdleDownTo(budget - stats_.liveBytes - size);
     }
     void* data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -20,11 +20,11 @@ namespace siamese::core {
 
 struct CpuAllocatorStats {
   bool installed = false;
-  uint64_t liveBytes = 0;      // large blocks in use by tensors
-  uint64_t idleBytes = 0;      // large blocks kept for reuse
-  uint64_t highWaterBytes = 0; // most live bytes at once
-  uint64_t hits = 0;           // large requests served from the idle blocks
-  uint64_t misses = 0;         // large requests that mapped a new block
+  uint64_t liveBytes = 0;       // large blocks in use by tensors
+  uint64_t idleBytes = 0;       // large blocks kept for reuse
+  uint64_t highWaterBytes = 0;  // most live bytes at once
+  uint64_t hits = 0;            // large requests served from the idle blocks
+  uint64_t misses = 0;          // large requests that mapped a new block
 };
 
 // Requests at or above this size are cached.

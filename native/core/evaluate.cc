@@ -56,7 +56,8 @@ RocSummary rocSummary(const std::vector<double>& scores, const std::vector<uint8
   }
   const double negatives = static_cast<double>(n) - positives;
   RocSummary out;
-  out.auc = positives > 0 && negatives > 0 ? (rankSum - positives * (positives + 1) / 2) / (positives * negatives) : 0.5;
+  out.auc =
+      positives > 0 && negatives > 0 ? (rankSum - positives * (positives + 1) / 2) / (positives * negatives) : 0.5;
   // Best threshold: predict "same" when score >= t. Walk t up through the sorted scores.
   double correct = positives;  // t below every score: all "same"
   out.bestAccuracy = correct / static_cast<double>(n);
@@ -116,8 +117,8 @@ PairMetrics evaluatePairs(Model& model, const torch::Tensor& embeddings, const T
   return out;
 }
 
-double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const ClassIndex& index, int ways,
-                       int episodes, uint64_t seed) {
+double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const ClassIndex& index, int ways, int episodes,
+                       uint64_t seed) {
   std::vector<int> usable;
   for (int c = 0; c < index.numClasses(); ++c) {
     if (index.members(c).size() >= 2) usable.push_back(c);
@@ -132,7 +133,8 @@ double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const Clas
   for (int e = 0; e < episodes; ++e) {
     std::vector<int> pool = usable;
     for (int w = 0; w < ways; ++w) {
-      std::swap(pool[static_cast<size_t>(w)], pool[static_cast<size_t>(w) + static_cast<size_t>(rng.below(pool.size() - static_cast<size_t>(w)))]);
+      std::swap(pool[static_cast<size_t>(w)],
+                pool[static_cast<size_t>(w) + static_cast<size_t>(rng.below(pool.size() - static_cast<size_t>(w)))]);
     }
     const int target = static_cast<int>(rng.below(static_cast<uint64_t>(ways)));
     int64_t query = 0;

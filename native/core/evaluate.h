@@ -11,10 +11,10 @@
 namespace siamese::core {
 
 struct PairMetrics {
-  double loss = 0;      // the model's training loss on the test triplets
-  double accuracy = 0;  // at the model's decision rule (P(same) >= 0.5, or distance <= threshold)
-  double auc = 0;       // ROC AUC of the same/different scores
-  double threshold = 0; // best threshold: on P(same) for pair-ce, on the distance otherwise
+  double loss = 0;       // the model's training loss on the test triplets
+  double accuracy = 0;   // at the model's decision rule (P(same) >= 0.5, or distance <= threshold)
+  double auc = 0;        // ROC AUC of the same/different scores
+  double threshold = 0;  // best threshold: on P(same) for pair-ce, on the distance otherwise
   double bestAccuracy = 0;
   int64_t pairs = 0;
 };
@@ -24,8 +24,8 @@ PairMetrics evaluatePairs(Model& model, const torch::Tensor& embeddings, const T
 
 // N-way one-shot accuracy: each episode draws `ways` classes, one support image of each and one
 // query of one of them; the query goes to the class whose support is most likely "same".
-double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const ClassIndex& index, int ways,
-                       int episodes, uint64_t seed);
+double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const ClassIndex& index, int ways, int episodes,
+                       uint64_t seed);
 
 // ROC AUC (ties counted half) and the threshold of best accuracy, for scores where higher means
 // "same". Exposed for tests.

@@ -81,8 +81,8 @@ class IdxStream {
       out.resize(before + want);
       const size_t got = read(out.data() + before, want);
       if (got < want) {
-        fail("truncated: the header promises " + std::to_string(bytes) + " bytes of " + what +
-             " but the file holds " + std::to_string(before + got));
+        fail("truncated: the header promises " + std::to_string(bytes) + " bytes of " + what + " but the file holds " +
+             std::to_string(before + got));
       }
     }
     uint8_t extra = 0;

@@ -34,7 +34,8 @@ class Parser {
   }
 
   void skipSpace() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
       ++pos_;
     }
   }
@@ -59,9 +60,19 @@ class Parser {
     switch (peek()) {
       case '{': parseObject(v, depth); break;
       case '[': parseArray(v, depth); break;
-      case '"': v.kind = Json::Kind::String; v.string = parseString(); break;
-      case 't': literal("true"); v.kind = Json::Kind::Bool; v.boolean = true; break;
-      case 'f': literal("false"); v.kind = Json::Kind::Bool; break;
+      case '"':
+        v.kind = Json::Kind::String;
+        v.string = parseString();
+        break;
+      case 't':
+        literal("true");
+        v.kind = Json::Kind::Bool;
+        v.boolean = true;
+        break;
+      case 'f':
+        literal("false");
+        v.kind = Json::Kind::Bool;
+        break;
       case 'n': literal("null"); break;
       default: parseNumber(v);
     }
@@ -140,10 +151,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       const char c = text_[pos_++];
       cp <<= 4;
-      if (c >= '0' && c <= '9') cp |= static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') cp |= static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') cp |= static_cast<uint32_t>(c - 'A' + 10);
-      else fail("bad \\u escape");
+      if (c >= '0' && c <= '9')
+        cp |= static_cast<uint32_t>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        cp |= static_cast<uint32_t>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        cp |= static_cast<uint32_t>(c - 'A' + 10);
+      else
+        fail("bad \\u escape");
     }
     return cp;
   }

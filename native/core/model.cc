@@ -98,8 +98,9 @@ torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize)
   const int64_t n = images.size(0);
   std::vector<torch::Tensor> parts;
   // Uploaded once as uint8 (a quarter of float32), from pinned memory on a GPU; normalised there.
-  const torch::Tensor source = device_.is_cuda() && images.is_cpu() ? images.pin_memory().to(device_, /*non_blocking=*/true)
-                                                                     : images.to(device_);
+  const torch::Tensor source = device_.is_cuda() && images.is_cpu()
+                                   ? images.pin_memory().to(device_, /*non_blocking=*/true)
+                                   : images.to(device_);
   for (int64_t start = 0; start < n; start += batchSize) {
     const int64_t end = std::min(n, start + batchSize);
     const auto indices = torch::arange(start, end, torch::TensorOptions().dtype(torch::kLong).device(device_));
@@ -169,7 +170,8 @@ void saveModelFile(Model& model, const std::string& path, const Metadata& extra)
   writeSafetensorsAtomic(path, file.tensors, file.metadata);
 }
 
-void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path, const Metadata& extra) {
+void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path,
+                        const Metadata& extra) {
   FileContents file = fileContents(model, "checkpoint", extra);
   std::vector<torch::Tensor>& keepAlive = file.keepAlive;
   std::vector<TensorBytes>& tensors = file.tensors;
@@ -189,10 +191,11 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
   const SafetensorsHeader header = readSafetensorsHeader(path);
   const Metadata& m = header.metadata;
   const auto format = m.find(kFormatKey);
-  if (format == m.end()) throw BadFileError(path, "not a siamese-torch model (no \"" + std::string(kFormatKey) + "\" metadata)");
+  if (format == m.end())
+    throw BadFileError(path, "not a siamese-torch model (no \"" + std::string(kFormatKey) + "\" metadata)");
   if (format->second != kFormatVersion) {
-    throw BadFileError(path, "model format version " + format->second + " is not supported (this build reads " +
-                                 kFormatVersion + ")");
+    throw BadFileError(
+        path, "model format version " + format->second + " is not supported (this build reads " + kFormatVersion + ")");
   }
   const auto architecture = m.find("architecture");
   if (architecture == m.end() || architecture->second != "reference") {
@@ -224,7 +227,8 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
   loaded.metadata = m;
   const auto kind = m.find("optimizer");
   if (kind != m.end()) {
-    if (kind->second != "adam" && kind->second != "sgd") throw BadFileError(path, "unknown optimizer \"" + kind->second + "\"");
+    if (kind->second != "adam" && kind->second != "sgd")
+      throw BadFileError(path, "unknown optimizer \"" + kind->second + "\"");
     loaded.optimizer.kind = kind->second;
     for (const auto& [k, v] : m) {
       if (k.rfind("optimizer_", 0) == 0) loaded.optimizer.settings[k.substr(10)] = v;
@@ -253,7 +257,8 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
       }
     } else if (t.shape != expected[t.name]) {
       throw BadFileError(path, "tensor \"" + t.name + "\" has shape " + c10::str(c10::IntArrayRef(t.shape)) +
-                                   ", expected " + c10::str(c10::IntArrayRef(expected[t.name])) + " for this architecture");
+                                   ", expected " + c10::str(c10::IntArrayRef(expected[t.name])) +
+                                   " for this architecture");
     }
     entries[t.name] = &t;
   }
@@ -272,7 +277,8 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device) {
     in.seekg(static_cast<std::streamoff>(header.dataStart + t.begin));
     in.read(static_cast<char*>(out.data_ptr()), static_cast<std::streamsize>(t.end - t.begin));
     if (!in) throw BadFileError(path, "cannot read tensor \"" + t.name + "\"");
-    if (!torch::isfinite(out).all().item<bool>()) throw BadFileError(path, "tensor \"" + t.name + "\" holds NaN or infinite values");
+    if (!torch::isfinite(out).all().item<bool>())
+      throw BadFileError(path, "tensor \"" + t.name + "\" holds NaN or infinite values");
     return out;
   };
   {

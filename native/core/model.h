@@ -91,7 +91,8 @@ struct OptimizerSnapshot {
 };
 
 void saveModelFile(Model& model, const std::string& path, const Metadata& extra);
-void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path, const Metadata& extra);
+void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path,
+                        const Metadata& extra);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;

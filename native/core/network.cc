@@ -12,11 +12,16 @@ int64_t flattenSize(int64_t width, int64_t height) {
 std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes(const NetworkShape& shape) {
   const int64_t e = shape.embeddingSize;
   return {
-      {"conv1.weight", {64, 1, 7, 7}},    {"conv1.bias", {64}},
-      {"conv2.weight", {128, 64, 5, 5}},  {"conv2.bias", {128}},
-      {"conv3.weight", {256, 128, 5, 5}}, {"conv3.bias", {256}},
-      {"linear1.weight", {e, flattenSize(shape.width, shape.height)}}, {"linear1.bias", {e}},
-      {"linear2.weight", {2, e}},         {"linear2.bias", {2}},
+      {"conv1.weight", {64, 1, 7, 7}},
+      {"conv1.bias", {64}},
+      {"conv2.weight", {128, 64, 5, 5}},
+      {"conv2.bias", {128}},
+      {"conv3.weight", {256, 128, 5, 5}},
+      {"conv3.bias", {256}},
+      {"linear1.weight", {e, flattenSize(shape.width, shape.height)}},
+      {"linear1.bias", {e}},
+      {"linear2.weight", {2, e}},
+      {"linear2.bias", {2}},
   };
 }
 

@@ -25,8 +25,8 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {DType::F32, "F32", 4}, {DType::F64, "F64", 8}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
-    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
+    {DType::F32, "F32", 4}, {DType::F64, "F64", 8},   {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+    {DType::I64, "I64", 8}, {DType::I32, "I32", 4},   {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
     {DType::U8, "U8", 1},   {DType::Bool, "BOOL", 1},
 };
 
@@ -46,14 +46,15 @@ TensorEntry parseEntry(const std::string& path, const std::string& name, const J
   const Json* shape = v.find("shape");
   const Json* offsets = v.find("data_offsets");
   if (!dtype || dtype->kind != Json::Kind::String) bad(path, "tensor \"" + name + "\" has no dtype");
-  const auto* info = std::find_if(std::begin(kDTypes), std::end(kDTypes),
-                                  [&](const DTypeInfo& d) { return dtype->string == d.name; });
+  const auto* info =
+      std::find_if(std::begin(kDTypes), std::end(kDTypes), [&](const DTypeInfo& d) { return dtype->string == d.name; });
   if (info == std::end(kDTypes)) bad(path, "tensor \"" + name + "\" has unknown dtype \"" + dtype->string + "\"");
   e.dtype = info->dtype;
   if (!shape || shape->kind != Json::Kind::Array) bad(path, "tensor \"" + name + "\" has no shape");
   uint64_t elements = 1;
   for (const Json& d : shape->array) {
-    if (!d.isInteger || d.integer < 0) bad(path, "tensor \"" + name + "\" has a shape that is not non-negative integers");
+    if (!d.isInteger || d.integer < 0)
+      bad(path, "tensor \"" + name + "\" has a shape that is not non-negative integers");
     e.shape.push_back(d.integer);
     if (__builtin_mul_overflow(elements, static_cast<uint64_t>(d.integer), &elements)) {
       bad(path, "tensor \"" + name + "\" has a shape whose size overflows");
@@ -64,14 +65,15 @@ TensorEntry parseEntry(const std::string& path, const std::string& name, const J
     bad(path, "tensor \"" + name + "\" has a shape whose size overflows");
   }
   if (!offsets || offsets->kind != Json::Kind::Array || offsets->array.size() != 2 || !offsets->array[0].isInteger ||
-      !offsets->array[1].isInteger || offsets->array[0].integer < 0 || offsets->array[1].integer < offsets->array[0].integer) {
+      !offsets->array[1].isInteger || offsets->array[0].integer < 0 ||
+      offsets->array[1].integer < offsets->array[0].integer) {
     bad(path, "tensor \"" + name + "\" has invalid data_offsets");
   }
   e.begin = static_cast<uint64_t>(offsets->array[0].integer);
   e.end = static_cast<uint64_t>(offsets->array[1].integer);
   if (e.end - e.begin != bytes) {
-    bad(path, "tensor \"" + name + "\" spans " + std::to_string(e.end - e.begin) + " bytes but its shape and dtype need " +
-                  std::to_string(bytes));
+    bad(path, "tensor \"" + name + "\" spans " + std::to_string(e.end - e.begin) +
+                  " bytes but its shape and dtype need " + std::to_string(bytes));
   }
   return e;
 }
@@ -107,14 +109,17 @@ const char* dtypeName(DType dtype) {
 
 SafetensorsHeader parseSafetensorsHeader(const std::string& path, const uint8_t* prefix, size_t prefixSize,
                                          uint64_t fileSize) {
-  if (fileSize < 8 || prefixSize < 8) bad(path, "too short to be a safetensors file (" + std::to_string(fileSize) + " bytes)");
+  if (fileSize < 8 || prefixSize < 8)
+    bad(path, "too short to be a safetensors file (" + std::to_string(fileSize) + " bytes)");
   if (prefix[0] == 0x80 || (prefix[0] == 'P' && prefix[1] == 'K')) {
     bad(path, "looks like a PyTorch pickle (.pt/.pth), not safetensors; siamese-torch never unpickles");
   }
   const uint64_t headerSize = readLittleEndian64(prefix);
-  if (headerSize > kMaxHeaderBytes) bad(path, "header length " + std::to_string(headerSize) + " is over the 100 MB limit");
+  if (headerSize > kMaxHeaderBytes)
+    bad(path, "header length " + std::to_string(headerSize) + " is over the 100 MB limit");
   if (headerSize > fileSize - 8) {
-    bad(path, "header length " + std::to_string(headerSize) + " is larger than the file (" + std::to_string(fileSize) + " bytes)");
+    bad(path, "header length " + std::to_string(headerSize) + " is larger than the file (" + std::to_string(fileSize) +
+                  " bytes)");
   }
   if (prefixSize < 8 + headerSize) bad(path, "header was not read in full");
   const std::string_view text(reinterpret_cast<const char*>(prefix + 8), static_cast<size_t>(headerSize));
@@ -139,8 +144,9 @@ SafetensorsHeader parseSafetensorsHeader(const std::string& path, const uint8_t*
     }
     header.tensors.push_back(parseEntry(path, name, value));
   }
-  std::sort(header.tensors.begin(), header.tensors.end(),
-            [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(header.tensors.begin(), header.tensors.end(), [](const TensorEntry& a, const TensorEntry& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   // The data must be covered exactly: no overlap, no gap, nothing past the end of the file.
   uint64_t expected = 0;
   for (const auto& t : header.tensors) {
@@ -170,7 +176,8 @@ SafetensorsHeader readSafetensorsHeader(const std::string& path) {
   in.read(reinterpret_cast<char*>(first), fileSize < 8 ? static_cast<std::streamsize>(fileSize) : 8);
   if (fileSize < 8) return parseSafetensorsHeader(path, first, static_cast<size_t>(fileSize), fileSize);
   const uint64_t headerSize = readLittleEndian64(first);
-  if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8) return parseSafetensorsHeader(path, first, 8, fileSize);
+  if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8)
+    return parseSafetensorsHeader(path, first, 8, fileSize);
   std::vector<uint8_t> prefix(8 + static_cast<size_t>(headerSize));
   std::copy(first, first + 8, prefix.begin());
   in.read(reinterpret_cast<char*>(prefix.data() + 8), static_cast<std::streamsize>(headerSize));
@@ -201,7 +208,8 @@ void writeSafetensorsAtomic(const std::string& path, const std::vector<TensorByt
   const std::filesystem::path target(path);
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   std::random_device entropy;
-  const std::filesystem::path temp = dir / ("." + target.filename().string() + "." + std::to_string(entropy()) + ".tmp");
+  const std::filesystem::path temp =
+      dir / ("." + target.filename().string() + "." + std::to_string(entropy()) + ".tmp");
 
   // Linux: the new file is written without a name (O_TMPFILE) and named only once it is complete
   // and flushed, so a process killed mid-write (SIGKILL, power loss) leaves nothing behind, not

@@ -32,8 +32,8 @@ ClassIndex::ClassIndex(const int32_t* labels, size_t count, int numClasses)
   for (size_t i = 0; i < count; ++i) {
     const int32_t l = labels[i];
     if (l < 0 || l >= numClasses) {
-      throw InvalidArgumentError("label " + std::to_string(l) + " at index " + std::to_string(i) +
-                                 " is outside 0.." + std::to_string(numClasses - 1));
+      throw InvalidArgumentError("label " + std::to_string(l) + " at index " + std::to_string(i) + " is outside 0.." +
+                                 std::to_string(numClasses - 1));
     }
     auto& m = members_[static_cast<size_t>(l)];
     rank_[i] = static_cast<int64_t>(m.size());

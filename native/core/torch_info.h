@@ -13,12 +13,12 @@ struct CudaDevice {
 };
 
 struct TorchInfo {
-  std::string libtorchVersion;   // from the headers this addon was compiled against
-  std::string libtorchLibrary;   // the libtorch_cpu file actually loaded, found at run time
-  bool cudaBuild = false;        // compiled against a CUDA LibTorch (SIAMESE_TORCH_CUDA)
-  bool cudaAvailable = false;    // ...and the CUDA runtime sees at least one GPU
+  std::string libtorchVersion;  // from the headers this addon was compiled against
+  std::string libtorchLibrary;  // the libtorch_cpu file actually loaded, found at run time
+  bool cudaBuild = false;       // compiled against a CUDA LibTorch (SIAMESE_TORCH_CUDA)
+  bool cudaAvailable = false;   // ...and the CUDA runtime sees at least one GPU
   std::vector<CudaDevice> cudaDevices;
-  int threads = 0;               // LibTorch's intra-op thread count for the calling thread
+  int threads = 0;  // LibTorch's intra-op thread count for the calling thread
 };
 
 TorchInfo torchInfo();

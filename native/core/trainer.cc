@@ -101,7 +101,8 @@ void restore(Model& model, torch::optim::Optimizer& optimizer, const TrainConfig
 }
 
 // Mined triplet loss over a class-balanced batch (all pairwise distances of the batch).
-torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Tensor& labels, double margin, Mining mining) {
+torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Tensor& labels, double margin,
+                               Mining mining) {
   const auto distances = torch::cdist(embeddings, embeddings);
   const auto same = labels.unsqueeze(0) == labels.unsqueeze(1);
   const auto eye = torch::eye(labels.size(0), torch::TensorOptions().dtype(torch::kBool).device(labels.device()));
@@ -115,10 +116,10 @@ torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Ten
   }
   // Semi-hard (FaceNet, as TensorFlow Addons defines it): for each (anchor, positive), the
   // closest negative that is farther than the positive; if none, the farthest negative.
-  const auto dAP = distances.unsqueeze(2);                  // [B, B(p), 1]
-  const auto dAN = distances.unsqueeze(1);                  // [B, 1, B(n)]
-  const auto negatives = negativeMask.unsqueeze(1);         // [B, 1, B(n)]
-  const auto farther = negatives & (dAN > dAP);             // [B, B, B]
+  const auto dAP = distances.unsqueeze(2);           // [B, B(p), 1]
+  const auto dAN = distances.unsqueeze(1);           // [B, 1, B(n)]
+  const auto negatives = negativeMask.unsqueeze(1);  // [B, 1, B(n)]
+  const auto farther = negatives & (dAN > dAP);      // [B, B, B]
   const auto closestFarther = (dAN + big * (~farther)).amin(2);
   const auto farthest = (dAN - big * (~negatives)).amax(2);
   const auto chosen = torch::where(farther.any(2), closestFarther, farthest);
@@ -300,7 +301,8 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
     if (hooks.onEpoch) hooks.onEpoch(metrics);
 
     if (!c.outDir.empty() && c.saveEvery > 0 && epoch % c.saveEvery == 0) {
-      const std::string path = (std::filesystem::path(c.outDir) / ("checkpoint-epoch-" + std::to_string(epoch) + ".safetensors")).string();
+      const std::string path =
+          (std::filesystem::path(c.outDir) / ("checkpoint-epoch-" + std::to_string(epoch) + ".safetensors")).string();
       OptimizerSnapshot s = snapshot(model, *optimizer, c);
       s.settings["lr"] = std::to_string(c.lr);
       saveCheckpointFile(model, s, path, {{"epoch", std::to_string(epoch)}});

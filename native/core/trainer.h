@@ -28,11 +28,11 @@ struct TrainConfig {
   std::string optimizer = "adam";  // "adam" | "sgd"
   double lr = 1e-3;
   double weightDecay = 1e-4;
-  double momentum = 0.9;           // sgd
-  int64_t saveEvery = 2;           // 0: no checkpoints
-  std::string outDir;              // empty: write nothing
-  int threads = 0;                 // 0: LibTorch's default
-  uint64_t testSeed = 0;           // the fixed test pairs
+  double momentum = 0.9;  // sgd
+  int64_t saveEvery = 2;  // 0: no checkpoints
+  std::string outDir;     // empty: write nothing
+  int threads = 0;        // 0: LibTorch's default
+  uint64_t testSeed = 0;  // the fixed test pairs
 };
 
 // A labelled set as tensors: uint8 [N, H, W] on the CPU and its labels.

@@ -87,7 +87,11 @@ void testTripletBatch() {
   auto batch = tripletBatch(images, t, {1, 0}, 0, 2, identity);
   std::vector<float> got(batch.data_ptr<float>(), batch.data_ptr<float>() + batch.numel());
   check(got == std::vector<float>({1, 0, 3, 2, 5, 4}), "anchors, then positives, then negatives, in visit order");
-  checkThrows<InvalidArgumentError>([&] { tripletBatch(images, t, {0, 1}, 1, 3, identity); }, "out-of-range batch refused");
+  checkThrows<InvalidArgumentError>(
+      [&] {
+        tripletBatch(images, t, {0, 1}, 1, 3, identity);
+      },
+      "out-of-range batch refused");
 }
 
 void testSamplersAgainstLabels() {
@@ -99,10 +103,12 @@ void testSamplersAgainstLabels() {
   bool ok = true;
   for (size_t i = 0; i < ref.size(); ++i) {
     const int c = static_cast<int>(i / 500);
-    ok = ok && index.label(ref.anchor[i]) == c && index.label(ref.positive[i]) == c && index.label(ref.negative[i]) != c;
+    ok =
+        ok && index.label(ref.anchor[i]) == c && index.label(ref.positive[i]) == c && index.label(ref.negative[i]) != c;
   }
   check(ok, "reference: classes of anchors, positives and negatives");
-  checkThrows<InvalidArgumentError>([&] { ClassIndex bad(labels.data(), labels.size(), 2); }, "labels beyond numClasses refused");
+  checkThrows<InvalidArgumentError>([&] { ClassIndex bad(labels.data(), labels.size(), 2); },
+                                    "labels beyond numClasses refused");
   const auto order = epochOrder(10, 1, 0);
   std::vector<int64_t> sorted = order;
   std::sort(sorted.begin(), sorted.end());
@@ -117,11 +123,12 @@ void testJson() {
   check(a != nullptr && a->array.size() == 4 && a->array[0].isInteger && a->array[0].integer == 1, "integers");
   check(!a->array[1].isInteger && a->array[1].number == -2500, "exponents");
   check(v.find("b")->string == "x\xc3\xa9\n", "escapes and UTF-8");
-  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "{\"a\":1,\"a\":2}", "\"\\ud800\"", "01", "1 2", "nul",
-                          "\"\x01\"", "1e999"}) {
+  for (const char* bad :
+       {"", "{", "{\"a\":}", "[1,]", "{\"a\":1,\"a\":2}", "\"\\ud800\"", "01", "1 2", "nul", "\"\x01\"", "1e999"}) {
     checkThrows<std::invalid_argument>([&] { parseJson(bad); }, std::string("invalid JSON refused: ") + bad);
   }
-  checkThrows<std::invalid_argument>([&] { parseJson(std::string(100, '[') + std::string(100, ']')); }, "depth is bounded");
+  checkThrows<std::invalid_argument>([&] { parseJson(std::string(100, '[') + std::string(100, ']')); },
+                                     "depth is bounded");
   // Found with the fuzz harness on large inputs: 0.5 MB of "0," parsed to 30 MB of values (100 MB of header: 6 GB), and
   // duplicate keys were found by a quadratic scan (1 MB of keys: 8 s).
   std::string zeros = "[0";
@@ -175,7 +182,8 @@ void testCachingAllocator() {
     check(big.sum().item<float>() == 2.0f * (1 << 20) && small.sum().item<float>() == 1000.0f, "values are right");
   }
   const CpuAllocatorStats freed = cpuAllocatorStats();
-  check(freed.liveBytes == before.liveBytes && freed.idleBytes == before.idleBytes + (4 << 20), "a freed block is kept");
+  check(freed.liveBytes == before.liveBytes && freed.idleBytes == before.idleBytes + (4 << 20),
+        "a freed block is kept");
   {
     auto again = torch::zeros({1 << 20});
     check(cpuAllocatorStats().hits == freed.hits + 1, "the same size reuses the block");

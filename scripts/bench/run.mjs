@@ -50,8 +50,14 @@ const tools = {
     const summary = lastJson(execFileSync(python, [join(here, 'reference.py'), '--data', set.dir, '--pairs', set.pairsFile,
       '--epochs', '1', '--threads', String(threads), '--seed', String(seed)], { encoding: 'utf8' }))
     const h = summary.history[0]
-    return { tool: 'pytorch', torch: summary.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy,
-      evalPairsPerSecond: h.evalPairsPerSecond, maxRssMiB: summary.maxRssMiB }
+    return {
+      tool: 'pytorch',
+      torch: summary.torch,
+      trainPairsPerSecond: h.pairsPerSecond,
+      testAccuracy: h.testAccuracy,
+      evalPairsPerSecond: h.evalPairsPerSecond,
+      maxRssMiB: summary.maxRssMiB
+    }
   }
 }
 
@@ -79,8 +85,13 @@ for (const [i, set] of sets.entries()) {
     for (const tool of Object.keys(runs)) if (runs[tool][0][key] !== undefined) medians[key][tool] = m(tool, key)
   }
   const range = (tool, key) => [Math.min(...runs[tool].map((x) => x[key])), Math.max(...runs[tool].map((x) => x[key]))]
-  results.push({ data: set.name, testPairs: p.left.length, runs, medians,
-    accuracyRange: { ours: range('ours', 'testAccuracy'), pytorch: range('pytorch', 'testAccuracy') } })
+  results.push({
+    data: set.name,
+    testPairs: p.left.length,
+    runs,
+    medians,
+    accuracyRange: { ours: range('ours', 'testAccuracy'), pytorch: range('pytorch', 'testAccuracy') }
+  })
 }
 
 const flopsPerPair = trainFlopsPerPair
@@ -100,11 +111,15 @@ const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} vCPUs, ${threads} threads per tool`,
   versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: results[0].runs.pytorch[0]?.torch },
-  method: `reference recipe (RECIPE.md): batch 64, Adam, 1 epoch of 5,000 reference triplets (10,000 labelled pairs); ` +
+  method: 'reference recipe (RECIPE.md): batch 64, Adam, 1 epoch of 5,000 reference triplets (10,000 labelled pairs); ' +
     `interleaved siamese-torch / C++ / PyTorch x ${reps}, medians; the same fixed test pairs for every tool; each run a fresh process`,
   results,
-  flops: { perTrainingPair: flopsPerPair, achievedGflops: (main.trainPairsPerSecond.ours * flopsPerPair) / 1e9, peakGflops,
-    peakAssumes: `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores` },
+  flops: {
+    perTrainingPair: flopsPerPair,
+    achievedGflops: (main.trainPairsPerSecond.ours * flopsPerPair) / 1e9,
+    peakGflops,
+    peakAssumes: `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores`
+  },
   minutes: (Date.now() - started) / 60000
 }
 
@@ -127,7 +142,7 @@ for (const r of results) {
 }
 const overhead = 100 * (1 - main.trainPairsPerSecond.ours / main.trainPairsPerSecond.core)
 rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(1)}% slower than the C++ binary ` +
-  `(negative: faster; within run-to-run noise when small).`,
+  '(negative: faster; within run-to-run noise when small).',
 `Training on the embedded digits: ${result.flops.achievedGflops.toFixed(1)} GFLOP/s, ` +
   `${(100 * result.flops.achievedGflops / peakGflops).toFixed(1)}% of the ${peakGflops.toFixed(0)} GFLOP/s fp32 peak assumed ` +
   `(${result.flops.peakAssumes}). Whole benchmark: ${result.minutes.toFixed(1)} minutes.`)

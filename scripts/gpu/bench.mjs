@@ -65,7 +65,10 @@ for (const batch of [64, 1024]) {
   const m = (tool, key) => median(runs[tool].map((x) => x[key]))
   const train = { ours: m('ours', 'trainPairsPerSecond'), pytorch: m('pytorch', 'trainPairsPerSecond') }
   results.push({
-    batch, runs, train, ratio: train.ours / train.pytorch,
+    batch,
+    runs,
+    train,
+    ratio: train.ours / train.pytorch,
     accuracy: { ours: m('ours', 'testAccuracy'), pytorch: m('pytorch', 'testAccuracy') },
     eval: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'evalPairsPerSecond') },
     predictMedianMs: m('ours', 'predictMedianMs'),
@@ -75,7 +78,10 @@ for (const batch of [64, 1024]) {
 }
 const big = results[1]
 const result = {
-  date: new Date().toISOString().slice(0, 10), device, gpu: peak, versions: { ...version(), pytorch: results[0].runs.pytorch[0].torch },
+  date: new Date().toISOString().slice(0, 10),
+  device,
+  gpu: peak,
+  versions: { ...version(), pytorch: results[0].runs.pytorch[0].torch },
   method: `reference recipe, 1 epoch of 5,000 reference triplets on the embedded digits, interleaved x${reps}, medians; fp32`,
   results,
   fractionOfPeak: peak && {
@@ -89,9 +95,11 @@ const rows = ['| batch | siamese-torch pairs/s | PyTorch pairs/s | ratio | accur
   ...results.map((r) => `| ${r.batch} | ${r.train.ours.toFixed(0)} | ${r.train.pytorch.toFixed(0)} | ${r.ratio.toFixed(2)}x | ` +
     `${(100 * r.accuracy.ours).toFixed(2)}% / ${(100 * r.accuracy.pytorch).toFixed(2)}% | ${r.eval.ours.toFixed(0)} / ${r.eval.pytorch.toFixed(0)} | ${r.trainTflops.toFixed(2)} |`),
   '', `Single-pair predict median ${results[0].predictMedianMs.toFixed(2)} ms; batch-1024 predict ${big.batch1024PredictPairsPerSecond.toFixed(0)} pairs/s.`,
-  peak ? `GPU: ${peak.name}; measured peak ${peak.fp32.toFixed(1)} TFLOP/s fp32, ${peak.tf32.toFixed(1)} TF32, ${peak.bf16.toFixed(1)} bf16. ` +
+  peak
+    ? `GPU: ${peak.name}; measured peak ${peak.fp32.toFixed(1)} TFLOP/s fp32, ${peak.tf32.toFixed(1)} TF32, ${peak.bf16.toFixed(1)} bf16. ` +
     `Batch-1024 training reaches ${(100 * result.fractionOfPeak.trainBatch1024OfFp32).toFixed(1)}% of the fp32 peak; ` +
-    `batch-1024 predict ${(100 * result.fractionOfPeak.predictBatch1024OfFp32).toFixed(1)}%.` : 'Dry run on the CPU: no GPU peak.']
+    `batch-1024 predict ${(100 * result.fractionOfPeak.predictBatch1024OfFp32).toFixed(1)}%.`
+    : 'Dry run on the CPU: no GPU peak.']
 writeFileSync(join(out, 'gpu-bench.json'), `${JSON.stringify(result, null, 2)}\n`)
 writeFileSync(join(out, 'gpu-bench.md'), `# GPU benchmark, ${result.date}\n\n${result.method}.\n\n${rows.join('\n')}\n`)
 console.log(rows.join('\n'))

@@ -46,11 +46,11 @@ t.test('200 concurrent predict calls agree with the same calls made one by one',
 
 t.test('reads during training: predict, embed, evaluate and save all work', async (t) => {
   const m = await createModel({ seed: 12 })
-  let training = true
-  const run = m.train({ data, epochs: 3, threads: 1 }).finally(() => { training = false })
+  const state = { training: true }
+  const run = m.train({ data, epochs: 3, threads: 1 }).finally(() => { state.training = false })
   const answers = []
   let saved = 0
-  while (training) {
+  while (state.training) {
     const [p, [e], metrics] = await Promise.all([
       m.predict(left[0], right[0]), m.embed(left[1]), m.evaluate(data, { ways: 0 }),
       m.save(join(scratch, 'during.safetensors')).then(() => saved++)

@@ -127,8 +127,8 @@ writeSeeds('model', {
     extra: [['optimizer.linear2.bias.exp_avg', [2]], ['optimizer.linear2.bias.exp_avg_sq', [2]]]
   })),
   'model-nan-weight': safetensors(modelHeader(), { data: nan }),
-  'pickle': Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0]),
-  'zip': Buffer.concat([Buffer.from('PK\x03\x04'), Buffer.alloc(26)]),
+  pickle: Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0]),
+  zip: Buffer.concat([Buffer.from('PK\x03\x04'), Buffer.alloc(26)]),
   'too-short': Buffer.from([1, 0, 0]),
   'header-over-100-mb': Buffer.from([0, 0, 0, 0, 0, 0, 0, 0x10, 0x7b, 0x7d]),
   'header-longer-than-file': Buffer.from([0x10, 0, 0, 0, 0, 0, 0, 0, 0x7b, 0x7d]),

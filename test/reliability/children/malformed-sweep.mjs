@@ -28,7 +28,9 @@ async function attempt (group, name, path, read = (p) => loadModel(p)) {
     print({ group, name, path, outcome: 'loaded', p })
   } catch (err) {
     print({
-      group, name, path,
+      group,
+      name,
+      path,
       outcome: typeof err?.code === 'string' ? err.code : `no code (${err?.name})`,
       siamese: err instanceof SiameseTorchError,
       message: String(err?.message),

@@ -12,7 +12,11 @@ if (mode === 'sigterm-handler') process.on('SIGTERM', () => process.exit(143))
 const data = await tinyDigits()
 let first = true
 await train({
-  data, epochs: 50, saveEvery: 1, outDir, seed: 5,
+  data,
+  epochs: 50,
+  saveEvery: 1,
+  outDir,
+  seed: 5,
   onProgress: (e) => {
     if (e.type === 'batch' && first) {
       first = false
