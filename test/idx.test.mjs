@@ -128,6 +128,23 @@ t.test('corrupt compressed data', async (t) => {
   t.match(err2.message, /corrupt or unreadable data|truncated/, err2.message)
 })
 
+t.test('gzip: bytes after the compressed data are refused; several gzip members are one file', async (t) => {
+  const pixels = Buffer.from(Array.from({ length: 3 * 2 * 2 }, (_, i) => i * 20))
+  const images = idxImages({ count: 3, rows: 2, cols: 2, pixels })
+  const trainImages = 'train-images-idx3-ubyte.gz'
+  // zlib's own reader stops at the end of the gzip stream and reads such a file as whole.
+  await badFile(t, { [trainImages]: Buffer.concat([gz(images), Buffer.from('garbage')]) }, {
+    file: trainImages, message: '7 trailing byte(s) after the gzip data (the file holds something else after its compressed data)'
+  })
+  await badFile(t, { [trainImages]: Buffer.concat([gz(images), Buffer.alloc(1)]) }, {
+    file: trainImages, message: '1 trailing byte(s) after the gzip data (the file holds something else after its compressed data)'
+  })
+  // Two members (as `cat a.gz b.gz` makes, and `gzip -d` reads): the file is their concatenation.
+  const split = idxFolder({ [trainImages]: Buffer.concat([gz(images.subarray(0, 10)), gz(images.subarray(10))]) })
+  const { train } = await datasets.idx(split)
+  t.same([...train.images], [...pixels], 'two gzip members read as one')
+})
+
 t.test('images and labels must agree, labels must be in range', async (t) => {
   const dir = idxFolder({ [L]: gz(idxLabels({ count: 4 })) })
   const err = await datasets.idx(dir).then(() => null, (e) => e)

@@ -2,8 +2,10 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -18,7 +20,11 @@ constexpr uint32_t kImagesMagic = 0x00000803;  // 2051
 constexpr uint32_t kLabelsMagic = 0x00000801;  // 2049
 constexpr size_t kChunkBytes = size_t{1} << 20;
 
-// A gzip or raw file read through zlib (gzread passes raw files through unchanged).
+// A raw or gzip file. Gzip is inflated here rather than through zlib's gzread, which stops at
+// the end of the last gzip member and ignores whatever follows: a file with trailing bytes after
+// its compressed data (a bad concatenation, an interrupted copy over an older file) must be
+// refused, not read as if whole. Several gzip members one after another are one file, as
+// `gzip -d` reads them.
 class IdxStream {
  public:
   explicit IdxStream(std::string path) : path_(std::move(path)) {
@@ -27,40 +33,25 @@ class IdxStream {
     if (ec && ec != std::errc::no_such_file_or_directory) fail("cannot read: " + ec.message());
     if (ec || !std::filesystem::exists(status)) fail("file not found");
     if (std::filesystem::is_directory(status)) fail("is a directory, not an IDX file");
-    file_ = gzopen(path_.c_str(), "rb");
+    file_ = std::fopen(path_.c_str(), "rb");
     if (file_ == nullptr) fail(std::string("cannot open: ") + std::strerror(errno));
-    gzbuffer(file_, 256 * 1024);
+    input_.resize(kInputBytes);
+    next_ = end_ = input_.data();
+    gzip_ = ensure(2) >= 2 && next_[0] == 0x1f && next_[1] == 0x8b;
+    if (gzip_ && inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) fail("zlib could not start");
   }
   ~IdxStream() {
-    if (file_ != nullptr) gzclose(file_);
+    if (gzip_) inflateEnd(&z_);
+    if (file_ != nullptr) std::fclose(file_);
   }
   IdxStream(const IdxStream&) = delete;
   IdxStream& operator=(const IdxStream&) = delete;
 
   [[noreturn]] void fail(const std::string& problem) const { throw BadFileError(path_, problem); }
 
-  // Reads up to n bytes; returns how many. Throws on corrupt compressed data.
-  size_t read(uint8_t* out, size_t n) {
-    size_t total = 0;
-    while (total < n) {
-      const auto want = static_cast<unsigned>(std::min<size_t>(n - total, kChunkBytes));
-      const int got = gzread(file_, out + total, want);
-      if (got < 0) {
-        int code = 0;
-        const char* message = gzerror(file_, &code);
-        fail(std::string("corrupt or unreadable data (") + (message ? message : "zlib error") + ")");
-      }
-      if (got == 0) break;
-      total += static_cast<size_t>(got);
-    }
-    // A truncated gzip member reads short without an error code on some zlib versions; ask.
-    if (total < n) {
-      int code = Z_OK;
-      gzerror(file_, &code);
-      if (code != Z_OK && code != Z_STREAM_END) fail("truncated compressed data");
-    }
-    return total;
-  }
+  // Reads up to n bytes; fewer only at the end of the data. Throws on corrupt or truncated
+  // compressed data, and on bytes after the last gzip member.
+  size_t read(uint8_t* out, size_t n) { return gzip_ ? inflateSome(out, n) : copySome(out, n); }
 
   uint32_t readBigEndian32(const char* field) {
     std::array<uint8_t, 4> b{};
@@ -105,8 +96,81 @@ class IdxStream {
   }
 
  private:
+  static constexpr size_t kInputBytes = 256 * 1024;
+
+  size_t available() const { return static_cast<size_t>(end_ - next_); }
+
+  // Makes at least k unread bytes available, when the file has them; returns how many are.
+  size_t ensure(size_t k) {
+    if (available() >= k) return available();
+    const size_t kept = available();
+    std::memmove(input_.data(), next_, kept);
+    const size_t got = std::fread(input_.data() + kept, 1, input_.size() - kept, file_);
+    if (got == 0 && std::ferror(file_)) fail(std::string("cannot read: ") + std::strerror(errno));
+    next_ = input_.data();
+    end_ = next_ + kept + got;
+    return available();
+  }
+
+  size_t copySome(uint8_t* out, size_t n) {
+    size_t total = 0;
+    while (total < n && ensure(1) > 0) {
+      const size_t take = std::min(n - total, available());
+      std::memcpy(out + total, next_, take);
+      next_ += take;
+      total += take;
+    }
+    return total;
+  }
+
+  size_t inflateSome(uint8_t* out, size_t n) {
+    size_t total = 0;
+    while (total < n && !finished_) {
+      if (ensure(1) == 0) fail("truncated compressed data");
+      z_.next_in = const_cast<Bytef*>(next_);
+      z_.avail_in = static_cast<uInt>(available());
+      const auto want = static_cast<uInt>(std::min<size_t>(n - total, kChunkBytes));
+      z_.next_out = out + total;
+      z_.avail_out = want;
+      const int status = inflate(&z_, Z_NO_FLUSH);
+      next_ = z_.next_in;
+      total += want - z_.avail_out;
+      if (status == Z_STREAM_END) {
+        endOfMember();
+      } else if (status != Z_OK && status != Z_BUF_ERROR) {
+        fail(std::string("corrupt or unreadable data (") + (z_.msg != nullptr ? z_.msg : "zlib error") + ")");
+      }
+    }
+    return total;
+  }
+
+  // After a gzip member: the end of the file, another member, or bytes that are refused.
+  void endOfMember() {
+    if (ensure(2) == 0) {
+      finished_ = true;
+      return;
+    }
+    if (available() >= 2 && next_[0] == 0x1f && next_[1] == 0x8b) {
+      inflateReset(&z_);
+      return;
+    }
+    uint64_t trailing = 0;
+    do {
+      trailing += available();
+      next_ = end_;
+    } while (ensure(1) > 0);
+    fail(std::to_string(trailing) +
+         " trailing byte(s) after the gzip data (the file holds something else after its compressed data)");
+  }
+
   std::string path_;
-  gzFile file_ = nullptr;
+  std::FILE* file_ = nullptr;
+  std::vector<uint8_t> input_;
+  const uint8_t* next_ = nullptr;  // unread input in input_
+  const uint8_t* end_ = nullptr;
+  bool gzip_ = false;
+  bool finished_ = false;  // the last gzip member has ended
+  z_stream z_{};
 };
 
 }  // namespace
