@@ -1,10 +1,11 @@
-// Loads the native addon and types it. The only module that touches the raw addon object.
+// Loads the native addon and types it. The only module that touches the raw addon object. It
+// describes the addon's wire types itself, from the contract's enums only: every module above it
+// converts to and from these.
 import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
+import type { Loss, Mining, Optimizer, PairScheme } from './contract.js'
 import { SiameseTorchError } from './errors.js'
-import type { ModelConfig } from './model.js'
-import type { EpochMetrics } from './train.js'
 
 /** A GPU as the addon reports it. */
 export interface NativeCudaDevice {
@@ -40,8 +41,17 @@ export interface NativeTriplets {
   negative: Int32Array
 }
 
-/** A model's configuration as the addon holds it: the public ModelConfig. */
-export type NativeModelConfig = ModelConfig
+/** A model's configuration, as core::ModelConfig holds it. */
+export interface NativeModelConfig {
+  width: number
+  height: number
+  embeddingSize: number
+  mean: number
+  std: number
+  loss: Loss
+  margin: number
+  threshold: number
+}
 
 /** A labelled set as the addon reads it. */
 export interface NativeImageData {
@@ -53,13 +63,14 @@ export interface NativeImageData {
   numClasses: number
 }
 
+/** core::TrainConfig, with the epoch to start after and the data's expected fingerprint. */
 export interface NativeTrainConfig {
   epochs: number
   batchSize: number
   seed: number
-  pairs: 'reference' | 'balanced'
-  mining: 'none' | 'batch-hard' | 'semi-hard'
-  optimizer: 'adam' | 'sgd'
+  pairs: PairScheme
+  mining: Mining
+  optimizer: Optimizer
   lr: number
   weightDecay: number
   momentum: number
@@ -68,16 +79,31 @@ export interface NativeTrainConfig {
   threads: number
   testSeed: number
   startEpoch: number
+  /** Resume: continue from the optimiser state of the checkpoint this model was loaded from. */
+  resume: boolean
+  /** Resume: the fingerprint the checkpoint recorded for its data ('' when it has none). */
+  expectedDataFingerprint: string
 }
 
-/** Epoch metrics as the addon reports them: the public EpochMetrics. */
-export type NativeEpochMetrics = EpochMetrics
+/** core::EpochMetrics. */
+export interface NativeEpochMetrics {
+  epoch: number
+  trainLoss: number
+  trainAccuracy: number
+  testLoss: number
+  testAccuracy: number
+  auc: number
+  threshold: number
+  seconds: number
+  pairsPerSecond: number
+}
 
 export type NativeTrainingEvent =
-  | ({ type: 'batch' } & { epoch: number, epochs: number, batch: number, batches: number, loss: number, pairsPerSecond: number, etaSeconds: number })
+  | { type: 'batch', epoch: number, epochs: number, batch: number, batches: number, loss: number, pairsPerSecond: number, etaSeconds: number }
   | ({ type: 'epoch' } & NativeEpochMetrics)
   | { type: 'file', kind: 'checkpoint' | 'model', path: string }
 
+/** core::SetEvaluation: pair metrics on fixed test pairs and N-way one-shot accuracy. */
 export interface NativeEvaluation {
   loss: number
   accuracy: number
@@ -91,16 +117,16 @@ export interface NativeEvaluation {
 
 /** The addon's model object. */
 export interface NativeModel {
-  info(): { config: NativeModelConfig, device: string, threads: number, metadata: Record<string, string>, jobs: number, training: boolean }
+  info(): { config: NativeModelConfig, device: string, threads: number, metadata: Record<string, string> }
   embed(images: Uint8Array, count: number): Promise<Float32Array>
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,
     supportLabels: Int32Array, numClasses: number): Promise<Float32Array>
   evaluate(set: NativeImageData, options: { testSeed: number, ways: number, episodes: number, seed: number }): Promise<NativeEvaluation>
-  save(path: string, metadata: Record<string, string>): Promise<void>
+  save(path: string): Promise<void>
   setMetadata(metadata: Record<string, string>): void
   train(train: NativeImageData, test: NativeImageData, config: NativeTrainConfig,
-    onEvent: (event: NativeTrainingEvent) => void, resumeFrom?: string): Promise<NativeEpochMetrics[]>
+    onEvent: (event: NativeTrainingEvent) => void): Promise<NativeEpochMetrics[]>
   stopTraining(): void
   dispose(): void
 }
@@ -115,17 +141,29 @@ export interface NativeCpuMemory {
   misses: number
 }
 
+/** The choices and defaults of native/core/contract.h, for the test that they agree with lib/contract.ts. */
+export interface NativeContract {
+  losses: string[]
+  minings: string[]
+  optimizers: string[]
+  pairSchemes: string[]
+  towers: string[]
+  defaults: Record<string, number | string>
+}
+
 /** The raw addon: plain values in, plain values out; every check happens before a call. */
 export interface Binding {
   init(errorClass: typeof SiameseTorchError): void
   version(): NativeVersion
+  contract(): NativeContract
   cpuMemory(): NativeCpuMemory
   readIdx(imagesPath: string, labelsPath: string, numClasses: number): Promise<NativeIdxSplit>
-  sampleTriplets(labels: Int32Array, numClasses: number, scheme: 'reference' | 'balanced', seed: number, epoch: number): NativeTriplets
+  sampleTriplets(labels: Int32Array, numClasses: number, scheme: PairScheme, seed: number, epoch: number): NativeTriplets
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
     seed: number, epoch: number): Int32Array
   createModel(config: NativeModelConfig, device: string, seed: number, threads: number): Promise<NativeModel>
-  loadModel(path: string, device: string, threads: number): Promise<{ model: NativeModel, checkpoint: boolean }>
+  /** `keepOptimizer`: hold a checkpoint's optimiser state in the model, for a resume. */
+  loadModel(path: string, device: string, threads: number, keepOptimizer: boolean): Promise<{ model: NativeModel, checkpoint: boolean }>
   /** Stops every training run of this environment between two batches and waits for its thread. */
   stopAllTraining(): void
 }
@@ -182,7 +220,7 @@ function loadBinding (): Binding {
       // LibTorch's static state without tearing this environment down first: a training thread
       // still inside LibTorch would crash the process (SIGSEGV). Stop the runs first; this waits
       // for the batch in progress, and for a checkpoint being written.
-      process.on('exit', () => binding.stopAllTraining?.())
+      process.on('exit', () => binding.stopAllTraining())
       return binding
     } catch (err) {
       failures.push(`  - ${file}: ${explainLoadFailure(file, err)}`)

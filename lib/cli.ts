@@ -1,20 +1,24 @@
 #!/usr/bin/env node
-// The siamese-torch command line: train, eval, compare, classify, embed, info.
-// Arguments are parsed with commander, progress drawn with cli-progress.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+// The siamese-torch command line: train, eval, compare, classify, embed, info. Arguments are
+// parsed with commander, progress drawn with cli-progress. Every flag that stands for a library
+// option comes from the contract (lib/contract.ts): its help, its choices, its check and the
+// default its help shows. Those flags carry no commander default, so an option reaches the
+// library only when the user typed it: a resumed run keeps what its checkpoint recorded.
+import { writeFile } from 'node:fs/promises'
 import { extname, join, resolve } from 'node:path'
 
 import { SingleBar } from 'cli-progress'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 
-import { datasets } from './datasets/index.js'
-import { findIdxFile } from './datasets/idx.js'
+import { defaults, evaluationSettings, modelSettings, trainingSettings, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
+import { prepareOutFile } from './files.js'
 import { loadModel, train, type SiameseModel } from './model.js'
+import { resolveData, type TrainOptions } from './options.js'
+import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
-import type { EpochMetrics, ProgressEvent, TrainOptions } from './train.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
 
 // Exit codes: 0 done, 1 a runtime failure, 2 a usage error, 130 stopped by Ctrl-C.
@@ -24,22 +28,37 @@ const EXIT_INTERRUPTED = 130
 
 class UsageError extends Error {}
 
-function integer (min: number) {
-  return (value: string): number => {
-    const n = Number(value)
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}`)
-    return n
-  }
-}
-
-function positiveNumber (value: string): number {
-  const n = Number(value)
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0')
-  return n
-}
-
 function out (line: string): void {
   process.stdout.write(`${line}\n`)
+}
+
+function percent (x: number): string {
+  return `${(100 * x).toFixed(2)}%`
+}
+
+/** `batchSize` -> `batch-size`. */
+function kebab (key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/**
+ * A flag for a contract setting: `--<kebab key> <value>`, checked by the setting itself (the
+ * library's own message, naming the flag), with the default in its help but not as a value.
+ */
+function settingOption (key: string, setting: Setting<string | number>): Option {
+  const flag = `--${kebab(key)}`
+  const shown = setting.default === undefined ? '' : ` (default: ${String(setting.default)})`
+  const placeholder = { choice: 'name', integer: 'n', number: 'x', boolean: 'yes|no', device: 'device' }[setting.kind]
+  const option = new Option(`${flag} <${placeholder}>`, `${setting.help}${shown}`)
+  if (setting.choices) return option.choices(setting.choices.map(String))
+  return option.argParser((text: string) => {
+    const n = text.trim() === '' ? NaN : Number(text)
+    try {
+      return setting.check(Number.isNaN(n) ? text : n, flag)
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err))
+    }
+  })
 }
 
 function formatInfo (v: VersionInfo): string {
@@ -56,169 +75,123 @@ function formatInfo (v: VersionInfo): string {
   ].join('\n')
 }
 
-/** --data: a named source, a folder of IDX files, or a folder of class folders of images. */
-async function dataFrom (source: string, download: boolean, size?: { width: number, height: number }): Promise<DataSplit> {
-  if (source === 'embedded') return datasets.embedded()
-  if (source === 'mnist') return datasets.mnist({ download })
-  if (source === 'fashion-mnist') return datasets.fashionMnist({ download })
-  const dir = resolve(source)
-  if (!existsSync(dir)) throw new UsageError(`--data: '${source}' is not embedded, mnist, fashion-mnist or an existing folder`)
-  if (findIdxFile(dir, 'trainImages') !== undefined) return datasets.idx(dir)
-  return datasets.imageFolder(dir, size ?? {})
-}
+// The training settings that are flags of `train`, and the model settings a new run builds with.
+const TRAIN_FLAGS = Object.keys(trainingSettings)
+const MODEL_FLAGS = ['loss', 'margin', 'embeddingSize', 'device'] as const
 
-function percent (x: number): string {
-  return `${(100 * x).toFixed(2)}%`
-}
-
-function epochLine (m: EpochMetrics, epochs: number): string {
-  return `epoch ${m.epoch}/${epochs}  train loss ${m.trainLoss.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  ` +
-    `accuracy ${percent(m.testAccuracy)}  AUC ${m.auc.toFixed(4)}  ${m.pairsPerSecond.toFixed(0)} pairs/s  ${m.seconds.toFixed(1)} s`
-}
-
-function writeMetrics (dir: string, history: EpochMetrics[]): string[] {
-  mkdirSync(dir, { recursive: true })
-  const json = join(dir, 'metrics.json')
-  const csv = join(dir, 'metrics.csv')
-  writeFileSync(json, `${JSON.stringify(history, null, 2)}\n`)
-  const columns = ['epoch', 'trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond'] as const
-  writeFileSync(csv, [columns.join(','), ...history.map((h) => columns.map((c) => h[c]).join(','))].join('\n') + '\n')
-  return [json, csv]
-}
-
-interface TrainFlags {
-  data: string
+interface TrainFlags extends Record<string, unknown> {
+  data?: string
   download?: boolean
-  epochs: number
-  batchSize: number
-  lr: number
-  weightDecay: number
-  momentum: number
-  optimizer: 'adam' | 'sgd'
-  loss: 'pair-ce' | 'contrastive' | 'triplet'
-  margin?: number
-  mining: 'none' | 'batch-hard' | 'semi-hard'
-  pairs: 'reference' | 'balanced'
-  device: string
-  threads?: number
-  seed: number
-  saveEvery: number
-  embeddingSize: number
   out: string
   resume?: string
   json?: boolean
 }
 
-async function trainCommand (flags: TrainFlags): Promise<number> {
-  const json = flags.json === true
-  const tty = process.stdout.isTTY === true && !json
-  const outDir = resolve(flags.out)
-  const controller = new AbortController()
-  let interrupted = false
-  const onSigint = (): void => {
-    if (interrupted) process.exit(EXIT_INTERRUPTED) // a second Ctrl-C: leave at once
-    interrupted = true
-    controller.abort()
-  }
-  process.on('SIGINT', onSigint)
+/** The library's options from the flags the user typed, and only those. */
+function trainOptionsFrom (flags: TrainFlags, outDir: string): TrainOptions {
+  const options: Record<string, unknown> = { outDir }
+  for (const key of [...TRAIN_FLAGS, ...MODEL_FLAGS]) if (flags[key] !== undefined) options[key] = flags[key]
+  if (flags.download === true) options['download'] = true
+  if (flags.resume !== undefined) options['resume'] = flags.resume
+  return options
+}
 
-  const history: EpochMetrics[] = []
-  const written = new Set<string>()
-  // Curves are redrawn after every epoch, in order, so that a stopped run still has them.
-  let pictures: Promise<void> = Promise.resolve()
-  const drawCurves = (snapshot: EpochMetrics[]): void => {
-    pictures = pictures.then(async () => {
-      for (const f of await writeSvgAndPng(await curvesSvg(snapshot, `Training on ${flags.data}`), join(outDir, 'curves'))) written.add(f)
+function epochLine (m: EpochMetrics, epochs: number | undefined): string {
+  return `epoch ${m.epoch}/${epochs ?? '?'}  train loss ${m.trainLoss.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  ` +
+    `accuracy ${percent(m.testAccuracy)}  AUC ${m.auc.toFixed(4)}  ${m.pairsPerSecond.toFixed(0)} pairs/s  ${m.seconds.toFixed(1)} s`
+}
+
+async function writeMetrics (dir: string, history: readonly EpochMetrics[]): Promise<string[]> {
+  const json = join(dir, 'metrics.json')
+  const csv = join(dir, 'metrics.csv')
+  await writeFile(json, `${JSON.stringify(history, null, 2)}\n`)
+  const columns = ['epoch', 'trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond'] as const
+  await writeFile(csv, [columns.join(','), ...history.map((h) => columns.map((c) => h[c]).join(','))].join('\n') + '\n')
+  return [json, csv]
+}
+
+/**
+ * What a training run shows and writes as it goes: one JSON line per event (--json), a progress
+ * bar on a terminal, a line per epoch otherwise; after each epoch, the metrics files and the curves.
+ */
+class TrainingReport {
+  readonly history: EpochMetrics[] = []
+  readonly written = new Set<string>()
+  #epochs: number | undefined
+  #bar: SingleBar | undefined
+  // Files are rewritten after every epoch, in order, so that a stopped run still has them.
+  #files: Promise<void> = Promise.resolve()
+
+  constructor (private readonly json: boolean, private readonly tty: boolean, private readonly outDir: string,
+    private readonly title: string) {}
+
+  readonly onProgress = (e: ProgressEvent): void => {
+    if (this.json) out(JSON.stringify(e.type === 'epoch' ? { type: 'epoch', ...epochMetrics(e) } : e))
+    if (e.type === 'batch') {
+      this.#epochs = e.epochs
+      if (this.tty) this.#showBatch(e)
+    } else if (e.type === 'epoch') {
+      this.stopBar()
+      const metrics = epochMetrics(e)
+      if (!this.json) out(epochLine(metrics, this.#epochs))
+      this.history.push(metrics)
+      this.#writeAfterEpoch([...this.history])
+    } else {
+      this.written.add(e.path)
+    }
+  }
+
+  #showBatch (e: Extract<ProgressEvent, { type: 'batch' }>): void {
+    if (!this.#bar) {
+      this.#bar = new SingleBar({
+        format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | {pps} pairs/s | ETA {eta_formatted}',
+        hideCursor: true,
+        clearOnComplete: true
+      })
+      this.#bar.start(e.batches, 0, { epoch: e.epoch, epochs: e.epochs, loss: '-', pps: '-' })
+    }
+    this.#bar.update(e.batch, { epoch: e.epoch, epochs: e.epochs, loss: e.loss.toFixed(4), pps: e.pairsPerSecond.toFixed(0) })
+  }
+
+  #writeAfterEpoch (snapshot: EpochMetrics[]): void {
+    this.#files = this.#files.then(async () => {
+      for (const f of await writeMetrics(this.outDir, snapshot)) this.written.add(f)
+      for (const f of await writeSvgAndPng(await curvesSvg(snapshot, this.title), join(this.outDir, 'curves'))) this.written.add(f)
     })
   }
-  let bar: SingleBar | undefined
-  const onProgress = (e: ProgressEvent): void => {
-    if (json) {
-      out(JSON.stringify(e))
-    } else if (e.type === 'batch') {
-      if (!tty) return
-      if (!bar) {
-        bar = new SingleBar({
-          format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | {pps} pairs/s | ETA {eta_formatted}',
-          hideCursor: true,
-          clearOnComplete: true
-        })
-        bar.start(e.batches, 0, { epoch: e.epoch, epochs: e.epochs, loss: '-', pps: '-' })
-      }
-      bar.update(e.batch, { epoch: e.epoch, epochs: e.epochs, loss: e.loss.toFixed(4), pps: e.pairsPerSecond.toFixed(0) })
-    } else if (e.type === 'epoch') {
-      bar?.stop()
-      bar = undefined
-      out(epochLine(e, flags.epochs))
-    }
-    if (e.type === 'epoch') {
-      history.push(e)
-      for (const f of writeMetrics(outDir, history)) written.add(f)
-      drawCurves([...history])
-    } else if (e.type === 'file') {
-      written.add(e.path)
-    }
+
+  stopBar (): void {
+    this.#bar?.stop()
+    this.#bar = undefined
   }
 
-  const options: TrainOptions = {
-    epochs: flags.epochs,
-    batchSize: flags.batchSize,
-    lr: flags.lr,
-    weightDecay: flags.weightDecay,
-    momentum: flags.momentum,
-    optimizer: flags.optimizer,
-    mining: flags.mining,
-    pairs: flags.pairs,
-    seed: flags.seed,
-    saveEvery: flags.saveEvery,
-    outDir,
-    onProgress,
-    signal: controller.signal,
-    ...(flags.threads === undefined ? {} : { threads: flags.threads }),
-    ...(flags.device === undefined ? {} : { device: flags.device as NonNullable<TrainOptions['device']> })
-  }
-  if (flags.resume !== undefined) {
-    options.resume = flags.resume
-  } else {
-    options.loss = flags.loss
-    options.embeddingSize = flags.embeddingSize
-    if (flags.margin !== undefined) options.margin = flags.margin
-  }
-  if (!json && !tty) out(`training on ${flags.data} for ${flags.epochs} epochs; writing to ${outDir}`)
-  try {
-    const data = await dataFrom(flags.data, flags.download === true)
-    options.data = data
-    const { model } = await train(options)
-    try {
-      await pictures
-      const after = `after ${history.at(-1)?.epoch ?? 0} epochs`
-      for (const f of await writeSvgAndPng(await pairsSheetSvg(model, data.test, `Fixed test pairs ${after}: P(same), green right, red wrong`), join(outDir, 'pairs'))) written.add(f)
-      for (const f of await writeSvgAndPng(await embeddingMapSvg(model, data.test, `Test embeddings ${after}, PCA to 2-D`), join(outDir, 'embeddings'))) written.add(f)
-    } finally {
-      model.dispose()
-    }
-  } catch (err) {
-    bar?.stop()
-    await pictures.catch(() => {})
-    if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && interrupted) {
-      const checkpoints = [...written].filter((f) => f.includes('checkpoint-epoch-'))
-      const last = checkpoints.at(-1)
-      if (json) out(JSON.stringify({ type: 'stopped', lastCheckpoint: last ?? null }))
-      else out(`stopped by Ctrl-C; ${last ? `the last checkpoint is ${last} (resume with --resume ${last})` : 'no checkpoint was written yet'}`)
-      return EXIT_INTERRUPTED
-    }
-    throw err
-  } finally {
-    process.off('SIGINT', onSigint)
+  /** Waits for the files of the last epoch; their failure is the run's. */
+  async flush (): Promise<void> {
+    await this.#files
   }
 
-  const files = [...written].sort()
-  if (json) {
-    out(JSON.stringify({ type: 'done', history, files }))
-  } else {
+  /** The pairs sheet and the embedding map of a trained model, on the test split of its data. */
+  async drawModel (model: SiameseModel, data: DataSplit): Promise<void> {
+    const after = `after ${this.history.at(-1)?.epoch ?? 0} epochs`
+    const sheet = await pairsSheetSvg(model, data.test, `Fixed test pairs ${after}: P(same), green right, red wrong`)
+    for (const f of await writeSvgAndPng(sheet, join(this.outDir, 'pairs'))) this.written.add(f)
+    const map = await embeddingMapSvg(model, data.test, `Test embeddings ${after}, PCA to 2-D`)
+    for (const f of await writeSvgAndPng(map, join(this.outDir, 'embeddings'))) this.written.add(f)
+  }
+
+  lastCheckpoint (): string | undefined {
+    return [...this.written].filter((f) => f.includes('checkpoint-epoch-')).at(-1)
+  }
+
+  printSummary (): void {
+    const files = [...this.written].sort()
+    if (this.json) {
+      out(JSON.stringify({ type: 'done', history: this.history, files }))
+      return
+    }
     out('')
     out('epoch  train loss  test loss  accuracy  AUC     seconds')
-    for (const h of history) {
+    for (const h of this.history) {
       out(`${String(h.epoch).padStart(5)}  ${h.trainLoss.toFixed(4).padStart(10)}  ${h.testLoss.toFixed(4).padStart(9)}  ` +
         `${percent(h.testAccuracy).padStart(8)}  ${h.auc.toFixed(4)}  ${h.seconds.toFixed(1).padStart(7)}`)
     }
@@ -226,6 +199,69 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     out('written:')
     for (const f of files) out(`  ${f}`)
   }
+}
+
+/** The command that continues a stopped run: its last checkpoint, its data and its folder. */
+function resumeCommand (checkpoint: string, data: string | undefined, outDir: string): string {
+  const quote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`)
+  return ['siamese-torch train --resume', quote(checkpoint), ...(data === undefined ? [] : ['--data', quote(data)]), '--out', quote(outDir)].join(' ')
+}
+
+/** The data source a trained model recorded (the source of a resumed run's data). */
+function recordedSource (model: SiameseModel): string | undefined {
+  try {
+    const recorded = JSON.parse(model.metadata['train_options'] ?? '{}') as { data?: unknown }
+    return typeof recorded.data === 'string' ? recorded.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function trainCommand (flags: TrainFlags): Promise<number> {
+  const json = flags.json === true
+  const tty = process.stdout.isTTY === true && !json
+  const outDir = resolve(flags.out)
+  // A new run trains on --data or the default; a resumed one on its checkpoint's data unless --data says otherwise.
+  const source = flags.data ?? (flags.resume === undefined ? defaults.data : undefined)
+  const report = new TrainingReport(json, tty, outDir, `Training on ${source ?? 'the checkpoint\'s data'}`)
+  const controller = new AbortController()
+  let interrupted = false
+  const onSigint = (): void => {
+    if (interrupted) process.exit(EXIT_INTERRUPTED) // a second Ctrl-C: leave at once
+    interrupted = true
+    controller.abort(new Error('stopped by Ctrl-C'))
+  }
+  process.on('SIGINT', onSigint)
+  if (!json && !tty) out(`training on ${source ?? 'the checkpoint\'s data'}; writing to ${outDir}`)
+  try {
+    const options = { ...trainOptionsFrom(flags, outDir), onProgress: report.onProgress, signal: controller.signal }
+    // A new run's data is read here once, for training and for the pictures; a resumed run's by
+    // the library, at its checkpoint's input size.
+    const data = flags.resume === undefined && source !== undefined ? await resolveData(source, flags.download === true) : undefined
+    const { model } = await train({ ...options, ...(data !== undefined ? { data } : source !== undefined ? { data: source } : {}) })
+    try {
+      await report.flush()
+      const trainedOn = recordedSource(model)
+      const pictured = data ?? (trainedOn === undefined ? undefined : await resolveData(trainedOn, false, model.config))
+      if (pictured !== undefined) await report.drawModel(model, pictured)
+    } finally {
+      model.dispose()
+    }
+  } catch (err) {
+    report.stopBar()
+    await report.flush().catch(() => {})
+    if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && interrupted) {
+      const last = report.lastCheckpoint()
+      const command = last === undefined ? undefined : resumeCommand(last, source, outDir)
+      if (json) out(JSON.stringify({ type: 'stopped', lastCheckpoint: last ?? null, resume: command ?? null }))
+      else out(`stopped by Ctrl-C; ${command ? `the last checkpoint is ${last}; continue with:\n  ${command}` : 'no checkpoint was written yet'}`)
+      return EXIT_INTERRUPTED
+    }
+    throw err
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+  report.printSummary()
   return 0
 }
 
@@ -253,6 +289,31 @@ function npy (rows: Float32Array[]): Buffer {
   return Buffer.concat([prefix, Buffer.from(header, 'latin1'), data])
 }
 
+async function writeOut (file: string, contents: string | Buffer): Promise<void> {
+  try {
+    await writeFile(file, contents)
+  } catch (err) {
+    throw new SiameseTorchError(`--out: ${file} cannot be written (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE',
+      { path: file, cause: err })
+  }
+}
+
+function trainCommandDefinition (program: Command): void {
+  const command = program.command('train')
+    .description('train a Siamese network (defaults: the reference recipe on the embedded digits)')
+    .option('--data <source>', `embedded, mnist, fashion-mnist, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
+    .option('--download', 'download mnist or fashion-mnist if missing (verified)')
+  for (const [key, setting] of Object.entries(trainingSettings)) command.addOption(settingOption(key, setting))
+  for (const key of MODEL_FLAGS) command.addOption(settingOption(key, modelSettings[key]))
+  command
+    .option('--out <dir>', 'where the model, checkpoints, metrics and pictures go', 'siamese-out')
+    .option('--resume <checkpoint>', 'continue from a checkpoint, with its options and data (flags typed here win; the data must be the same)')
+    .option('--json', 'print one JSON object per event (NDJSON) and nothing else on stdout')
+    .addHelpText('after', '\nExample:\n  siamese-torch train --epochs 2 --out out\n  siamese-torch train --data fashion-mnist --download --loss triplet --mining semi-hard\n' +
+      '  siamese-torch train --resume out/checkpoint-epoch-2.safetensors --out out')
+    .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
+}
+
 function buildProgram (): Command {
   const program = new Command('siamese-torch')
     .description('Train and use Siamese networks natively with LibTorch')
@@ -269,43 +330,20 @@ function buildProgram (): Command {
       out(flags.json ? JSON.stringify(info) : formatInfo(info))
     })
 
-  program.command('train')
-    .description('train a Siamese network (defaults: the reference recipe on the embedded digits)')
-    .option('--data <source>', 'embedded, mnist, fashion-mnist, a folder of IDX files, or a folder of class folders', 'embedded')
-    .option('--download', 'download mnist or fashion-mnist if missing (verified)')
-    .option('--epochs <n>', 'epochs', integer(1), 10)
-    .option('--batch-size <n>', 'triplets per batch (2 labelled pairs each)', integer(1), 64)
-    .option('--lr <x>', 'learning rate', positiveNumber, 0.001)
-    .option('--weight-decay <x>', 'L2 weight decay', positiveNumber, 0.0001)
-    .option('--momentum <x>', 'SGD momentum', positiveNumber, 0.9)
-    .addOption(new Option('--optimizer <name>', 'optimiser').choices(['adam', 'sgd']).default('adam'))
-    .addOption(new Option('--loss <name>', 'loss').choices(['pair-ce', 'contrastive', 'triplet']).default('pair-ce'))
-    .option('--margin <x>', 'margin of the contrastive and triplet losses', positiveNumber)
-    .addOption(new Option('--mining <name>', 'triplet mining').choices(['none', 'batch-hard', 'semi-hard']).default('none'))
-    .addOption(new Option('--pairs <scheme>', 'training pair scheme').choices(['reference', 'balanced']).default('balanced'))
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
-    .option('--threads <n>', 'LibTorch threads (default: LibTorch\'s)', integer(1))
-    .option('--seed <n>', 'seed', integer(0), 0)
-    .option('--save-every <n>', 'checkpoint every n epochs (0: none)', integer(0), 2)
-    .option('--embedding-size <n>', 'embedding size', integer(1), 512)
-    .option('--out <dir>', 'where the model, checkpoints and metrics go', 'siamese-out')
-    .option('--resume <checkpoint>', 'continue from a checkpoint')
-    .option('--json', 'print one JSON object per event (NDJSON) and nothing else on stdout')
-    .addHelpText('after', '\nExample:\n  siamese-torch train --epochs 2 --out out\n  siamese-torch train --data fashion-mnist --download --loss triplet --mining semi-hard')
-    .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
+  trainCommandDefinition(program)
 
   program.command('eval')
     .description('pair accuracy, AUC, threshold and N-way one-shot accuracy of a model')
     .argument('<model>', 'a .safetensors model')
-    .option('--data <source>', 'embedded, mnist, fashion-mnist or a folder (its test split is used)', 'embedded')
-    .option('--ways <n>', 'N of N-way one-shot (0: skip)', integer(0))
-    .option('--episodes <n>', 'one-shot episodes', integer(1), 1000)
+    .option('--data <source>', "embedded, mnist, fashion-mnist or a folder, whose test split is used (default: the model's own data)")
+    .addOption(settingOption('ways', evaluationSettings.ways))
+    .addOption(settingOption('episodes', evaluationSettings.episodes))
     .option('--json', 'print JSON')
     .addHelpText('after', '\nExample:\n  siamese-torch eval siamese-out/model.safetensors --ways 5')
-    .action(async (path: string, flags: { data: string, ways?: number, episodes: number, json?: boolean }) => {
+    .action(async (path: string, flags: { data?: string, ways?: number, episodes?: number, json?: boolean }) => {
       const m = await withModel(path, async (model) => {
-        const data = await dataFrom(flags.data, false, { width: model.config.width, height: model.config.height })
-        return model.evaluate(data, { episodes: flags.episodes, ...(flags.ways === undefined ? {} : { ways: flags.ways }) })
+        const data = flags.data === undefined ? undefined : await resolveData(flags.data, false, model.config)
+        return model.evaluate(data, { ...(flags.episodes === undefined ? {} : { episodes: flags.episodes }), ...(flags.ways === undefined ? {} : { ways: flags.ways }) })
       })
       if (flags.json) {
         out(JSON.stringify(m))
@@ -359,9 +397,9 @@ function buildProgram (): Command {
     .action(async (path: string, images: string[], flags: { out: string }) => {
       const ext = extname(flags.out).toLowerCase()
       if (ext !== '.json' && ext !== '.npy') throw new UsageError(`--out: '${flags.out}' must end in .json or .npy`)
+      const file = await prepareOutFile(flags.out, '--out')
       const rows = await withModel(path, (model) => model.embed(images))
-      const file = resolve(flags.out)
-      writeFileSync(file, ext === '.npy' ? npy(rows) : `${JSON.stringify(images.map((image, i) => ({ image, embedding: Array.from(rows[i] ?? []) })))}\n`)
+      await writeOut(file, ext === '.npy' ? npy(rows) : `${JSON.stringify(images.map((image, i) => ({ image, embedding: Array.from(rows[i] ?? []) })))}\n`)
       out(`${rows.length} embeddings of ${rows[0]?.length ?? 0} values written to ${file}`)
     })
   return program

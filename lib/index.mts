@@ -1,9 +1,11 @@
 // The ES module entry point: the same objects as the CommonJS one (one addon, one error class).
-export { version, SiameseTorchError, datasets, train, createModel, loadModel, SiameseModel } from './index.js'
+export { version, SiameseTorchError, datasets, defaults, choices, train, createModel, loadModel, SiameseModel } from './index.js'
 export type {
   VersionInfo, CudaDeviceInfo, LibtorchSource, ErrorCode, SiameseTorchErrorOptions,
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
-  ImageFolderOptions, PairScheme, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
-  Device, ModelConfig, Metrics, EvaluateOptions, SupportSet, Classification, CreateModelOptions, ModelTrainOptions,
-  TrainOptions, TrainData, EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput
+  ImageFolderOptions, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
+  Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device,
+  ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions,
+  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings,
+  EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput
 } from './index.js'

@@ -9,11 +9,14 @@ export type { ErrorCode, SiameseTorchErrorOptions } from './errors.js'
 export { datasets } from './datasets/index.js'
 export type {
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
-  ImageFolderOptions, PairScheme, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue
+  ImageFolderOptions, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue
 } from './datasets/index.js'
+export { defaults, choices } from './contract.js'
+export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device } from './contract.js'
 export { train, createModel, loadModel, SiameseModel } from './model.js'
+export type { ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions } from './model.js'
 export type {
-  Device, ModelConfig, Metrics, EvaluateOptions, SupportSet, Classification, CreateModelOptions, ModelTrainOptions
-} from './model.js'
-export type { TrainOptions, TrainData, EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent } from './train.js'
+  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings
+} from './options.js'
+export type { EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent } from './progress.js'
 export type { ImageInput } from './inputs.js'

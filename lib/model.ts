@@ -1,15 +1,21 @@
+// A Siamese model as users hold it (SiameseModel), and the three ways to get one: train,
+// createModel and loadModel. Every method checks its arguments here and runs off the main thread.
 import { resolve } from 'node:path'
 
-import { binding, type NativeModel, type NativeModelConfig } from './binding.js'
-import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
+import { binding, type NativeModel } from './binding.js'
+import { defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings, type Loss } from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
+import { DIGITS } from './datasets/embedded.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
+import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
-import { integerIn, invalidArg, isPlainObject, nonEmptyString, optionsObject, seedOption } from './validate.js'
-import { resolveData, trainModel, type EpochMetrics, type TrainOptions } from './train.js'
-
-/** Where a model runs: `'auto'` picks CUDA when this LibTorch has it and a GPU is present. */
-export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
+import {
+  MODEL_BUILDING_OPTIONS, MODEL_TRAIN_OPTIONS, TRAIN_OPTIONS, assertModelSized, readCheckpoint, resolveData, resolveModelPlan,
+  resolveTrainingSettings, resolveWays, type Checkpoint, type CreateModelOptions, type EvaluateOptions, type ModelTrainOptions, type TrainOptions
+} from './options.js'
+import type { EpochMetrics } from './progress.js'
+import { runTraining, type AfterAbort } from './training.js'
+import { invalidArg, isPlainObject, nonEmptyString, optionsObject } from './validate.js'
 
 /** What a model was built and trained for. */
 export interface ModelConfig {
@@ -22,7 +28,7 @@ export interface ModelConfig {
   mean: number
   std: number
   /** The loss it was trained with; it decides how pairs are scored. */
-  loss: 'pair-ce' | 'contrastive' | 'triplet'
+  loss: Loss
   /** Margin of the contrastive and triplet losses. */
   margin: number
   /**
@@ -36,30 +42,20 @@ export interface ModelConfig {
 export interface Metrics {
   /** The model's own loss on the test triplets. */
   loss: number
-  /** Share of pairs decided right (P(same) >= 0.5, or distance <= threshold). */
+  /** Share of pairs decided right by the model's own rule: P(same) >= 0.5, or distance <= `config.threshold`. */
   accuracy: number
   /** ROC AUC of the pair scores. */
   auc: number
   /** Threshold of best accuracy (on P(same) for pair-ce, on the distance otherwise). */
   threshold: number
+  /** Share of pairs decided right at that best threshold. */
+  bestAccuracy: number
   /** Number of test pairs (half "same", half "different"). */
   pairs: number
   /** N of the N-way one-shot episodes; 0 when not measured. */
   oneShotWays: number
   /** Share of one-shot episodes classified right; null when not measured. */
   oneShotAccuracy: number | null
-}
-
-/** Options of `model.evaluate`. */
-export interface EvaluateOptions {
-  /** Seed of the fixed test pairs. Default 0 (the pairs training reports on). */
-  testSeed?: number
-  /** N of N-way one-shot; default: the number of classes, at most 10; 0 skips it. */
-  ways?: number
-  /** One-shot episodes. Default 1000. */
-  episodes?: number
-  /** Seed of the episodes. Default 0. */
-  seed?: number
 }
 
 /** A support set for one-shot classification: labelled examples of each class. */
@@ -87,6 +83,11 @@ function asList<T> (value: T | readonly T[]): readonly T[] {
   return Array.isArray(value) ? value : [value as T]
 }
 
+// The two ways this module reaches inside a SiameseModel, set by its static block: no other
+// module, and nothing in the published types, can.
+let wrapNative: (native: NativeModel) => SiameseModel
+let trainNative: (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined, afterAbort: AfterAbort) => Promise<EpochMetrics[]>
+
 /**
  * A Siamese network: two towers with shared weights that turn images into embeddings, and a
  * head that says how likely two images show the same class. Created by `train`, `createModel`
@@ -104,8 +105,13 @@ export class SiameseModel {
   // be refused as it is once the native job runs.
   #pending = 0
 
-  /** @internal Use `train`, `createModel` or `loadModel`. */
-  constructor (native: NativeModel) {
+  static {
+    wrapNative = (native) => new SiameseModel(native)
+    trainNative = (model, o, checkpoint, afterAbort) => model.#job((native) => runTraining(native, o, checkpoint, afterAbort))
+  }
+
+  /** Use `train`, `createModel` or `loadModel`. */
+  private constructor (native: NativeModel) {
     if (typeof (native as Partial<NativeModel> | null)?.predictPairs !== 'function') {
       throw new SiameseTorchError('Expected a model from train, createModel or loadModel: SiameseModel is not built with new', 'ERR_INVALID_ARG')
     }
@@ -208,7 +214,9 @@ export class SiameseModel {
 
   /**
    * Pair metrics on the fixed test pairs of `data` (its test split, for a data set) and N-way
-   * one-shot accuracy. Default data: the embedded digits.
+   * one-shot accuracy. Default data: the data the model was trained on, when it can be read again
+   * by name or folder (a model never trained: the embedded digits); a model trained on sets built
+   * in memory needs `data`.
    *
    * @example
    * ```ts
@@ -216,40 +224,44 @@ export class SiameseModel {
    * console.log(m.accuracy, m.auc, m.oneShotAccuracy)
    * ```
    */
-  async evaluate (data?: DataSplit | LabelledImages | 'embedded' | 'mnist' | 'fashion-mnist', options?: EvaluateOptions): Promise<Metrics> {
+  async evaluate (data?: DataSplit | LabelledImages | string, options?: EvaluateOptions): Promise<Metrics> {
     const site = callSite()
     return this.#job(async (native) => {
-      const o = optionsObject(options, 'options', ['testSeed', 'ways', 'episodes', 'seed'])
+      const o = optionsObject(options, 'options', Object.keys(evaluationSettings))
+      const { config, metadata } = native.info()
       let set: LabelledImages
       if (data === undefined || typeof data === 'string') {
-        set = (await resolveData(data ?? 'embedded', false)).test
+        set = (await resolveData(data ?? this.#trainedOn(metadata), false, config)).test
       } else if (isPlainObject(data) && 'test' in data && 'train' in data) {
         set = assertLabelledImages(data.test, 'data.test')
       } else {
         set = assertLabelledImages(data, 'data')
       }
-      const { width, height } = native.info().config
-      if (set.width !== width || set.height !== height) {
-        throw invalidArg('data', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
+      if (set.width !== config.width || set.height !== config.height) {
+        throw invalidArg('data', `${config.width}x${config.height} images, the model's input size`, `${set.width}x${set.height} images`)
       }
-      const ways = o['ways'] === undefined ? Math.min(10, set.classes.length) : integerIn(o['ways'], 'ways', 0, set.classes.length)
-      if (ways === 1) throw invalidArg('ways', '0 (skip) or at least 2', ways)
       const result = await rethrowAtCallSite(native.evaluate(toNativeData(set), {
-        testSeed: o['testSeed'] === undefined ? 0 : seedOption(o['testSeed'], 'testSeed'),
-        ways,
-        episodes: o['episodes'] === undefined ? 1000 : integerIn(o['episodes'], 'episodes', 1, 1_000_000),
-        seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
+        testSeed: read(evaluationSettings.testSeed, o['testSeed'], 'testSeed'),
+        ways: resolveWays(o['ways'], set.classes.length),
+        episodes: read(evaluationSettings.episodes, o['episodes'], 'episodes'),
+        seed: read(evaluationSettings.seed, o['seed'], 'seed')
       }), site)
-      return {
-        loss: result.loss,
-        accuracy: result.accuracy,
-        auc: result.auc,
-        threshold: result.threshold,
-        pairs: result.pairs,
-        oneShotWays: result.oneShotWays,
-        oneShotAccuracy: result.oneShotAccuracy
-      }
+      return { ...result }
     })
+  }
+
+  /**
+   * The data this model was trained on, as a source evaluate() can read again; the embedded digits
+   * for a model never trained. A model trained on sets built in memory knows its classes, not its
+   * data: evaluating it on the digits would score it on classes it never saw, so it needs data.
+   */
+  #trainedOn (metadata: Record<string, string>): string {
+    const recorded = metadata['train_options'] === undefined ? undefined : readCheckpoint('this model', metadata)
+    if (recorded?.dataSource !== undefined) return recorded.dataSource
+    const classes = this.classes
+    if (classes === undefined || (classes.length === DIGITS.length && classes.every((c, i) => c === DIGITS[i]))) return defaults.data
+    throw invalidArg('data', `the data to evaluate on: this model was trained on ${recorded?.dataName ?? 'other data'} ` +
+      `(classes ${classes.slice(0, 5).join(', ')}${classes.length > 5 ? ', ...' : ''}), not on the digits`, undefined)
   }
 
   /**
@@ -317,10 +329,9 @@ export class SiameseModel {
    */
   async train (options: ModelTrainOptions = {}): Promise<{ history: EpochMetrics[] }> {
     const site = callSite()
-    return this.#job(async (native) => {
-      const history = await rethrowAtCallSite(trainModel(native, optionsObject(options, 'options', MODEL_TRAIN_OPTIONS), undefined), site)
-      return { history }
-    })
+    const o = optionsObject(options, 'options', MODEL_TRAIN_OPTIONS)
+    const history = await rethrowAtCallSite(trainNative(this, o, undefined, 'kept'), site)
+    return { history }
   }
 
   /**
@@ -337,7 +348,7 @@ export class SiameseModel {
     const site = callSite()
     return this.#job(async (native) => {
       const target = resolve(nonEmptyString(path, 'path'))
-      await rethrowAtCallSite(native.save(target, {}), site)
+      await rethrowAtCallSite(native.save(target), site)
     })
   }
 
@@ -353,68 +364,6 @@ export class SiameseModel {
     this.#native.dispose()
     this.#disposed = true
   }
-
-  /** @internal */
-  get native (): NativeModel {
-    return this.#use()
-  }
-}
-
-/** Options of `model.train`: those of `train` less the ones that build a model. */
-export type ModelTrainOptions = Omit<TrainOptions, 'embeddingSize' | 'device' | 'resume' | 'loss' | 'margin'>
-
-const MODEL_TRAIN_OPTIONS = ['data', 'download', 'pairs', 'mining', 'optimizer', 'lr', 'weightDecay', 'momentum',
-  'epochs', 'batchSize', 'seed', 'threads', 'outDir', 'saveEvery', 'onProgress', 'signal'] as const
-const TRAIN_OPTIONS = [...MODEL_TRAIN_OPTIONS, 'loss', 'margin', 'embeddingSize', 'device', 'resume'] as const
-
-/** Options of `createModel`. */
-export interface CreateModelOptions {
-  /** Input width and height (at least 24). Default 28. */
-  width?: number
-  height?: number
-  /** Embedding size. Default 512 (the reference). */
-  embeddingSize?: number
-  loss?: ModelConfig['loss']
-  /** Margin of the contrastive and triplet losses. Default 1. */
-  margin?: number
-  /** Pixel normalisation. Default MNIST's: mean 0.1307, std 0.3081. */
-  mean?: number
-  std?: number
-  device?: Device
-  /** Seed of the weight initialisation. Default 0. */
-  seed?: number
-  /** LibTorch threads for this model's work, training and inference. Default: LibTorch's. */
-  threads?: number
-}
-
-const DEVICE = /^(auto|cpu|cuda(:\d{1,3})?)$/
-
-export function deviceOption (value: unknown): Device {
-  if (value === undefined) return 'auto'
-  if (typeof value !== 'string' || !DEVICE.test(value)) throw invalidArg('device', "'auto', 'cpu', 'cuda' or 'cuda:N'", value)
-  return value as Device
-}
-
-export const LOSSES = ['pair-ce', 'contrastive', 'triplet'] as const
-
-export function modelConfigFrom (o: Record<string, unknown>): NativeModelConfig {
-  const loss = o['loss'] ?? 'pair-ce'
-  if (!LOSSES.includes(loss as ModelConfig['loss'])) throw invalidArg('loss', `one of ${LOSSES.join(', ')}`, loss)
-  const number = (key: string, fallback: number, min: number, max: number): number => {
-    const v = o[key] ?? fallback
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw invalidArg(key, `a number from ${min} to ${max}`, v)
-    return v
-  }
-  return {
-    width: o['width'] === undefined ? 28 : integerIn(o['width'], 'width', 24, 4096),
-    height: o['height'] === undefined ? 28 : integerIn(o['height'], 'height', 24, 4096),
-    embeddingSize: o['embeddingSize'] === undefined ? 512 : integerIn(o['embeddingSize'], 'embeddingSize', 1, 65536),
-    mean: number('mean', 0.1307, -1e6, 1e6),
-    std: number('std', 0.3081, 1e-9, 1e6),
-    loss: loss as ModelConfig['loss'],
-    margin: number('margin', 1, 1e-6, 1e6),
-    threshold: loss === 'pair-ce' ? 0.5 : number('margin', 1, 1e-6, 1e6) / 2
-  }
 }
 
 /**
@@ -428,13 +377,12 @@ export function modelConfigFrom (o: Record<string, unknown>): NativeModelConfig 
  */
 export async function createModel (options?: CreateModelOptions): Promise<SiameseModel> {
   const site = callSite()
-  const o = optionsObject(options, 'options', ['width', 'height', 'embeddingSize', 'loss', 'margin', 'mean', 'std', 'device', 'seed', 'threads'])
-  const config = modelConfigFrom(o)
-  const device = deviceOption(o['device'])
-  const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
-  const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
-  return new SiameseModel(await rethrowAtCallSite(binding().createModel(config, device, seed, threads), site))
+  const plan = resolveModelPlan(optionsObject(options, 'options', Object.keys(modelSettings)))
+  return wrapNative(await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads), site))
 }
+
+/** Options of `loadModel`. */
+export type LoadModelOptions = Partial<Pick<CreateModelOptions, 'device' | 'threads'>>
 
 /**
  * A model saved by `save` or by training (`model.safetensors`, or a checkpoint). Every header
@@ -445,65 +393,80 @@ export async function createModel (options?: CreateModelOptions): Promise<Siames
  * const model = await loadModel('out/model.safetensors', { device: 'cpu' })
  * ```
  */
-export async function loadModel (path: string, options?: { device?: Device, threads?: number }): Promise<SiameseModel> {
+export async function loadModel (path: string, options?: LoadModelOptions): Promise<SiameseModel> {
   const site = callSite()
   const file = resolve(nonEmptyString(path, 'path'))
   const o = optionsObject(options, 'options', ['device', 'threads'])
-  const device = deviceOption(o['device'])
-  const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
-  const { model } = await rethrowAtCallSite(binding().loadModel(file, device, threads), site)
-  return new SiameseModel(model)
+  const device = read(modelSettings.device, o['device'], 'device')
+  const threads = read(modelSettings.threads, o['threads'], 'threads') ?? 0
+  const { model } = await rethrowAtCallSite(binding().loadModel(file, device, threads, false), site)
+  return wrapNative(model)
 }
 
 /**
  * Trains a Siamese network natively, on its own thread: the promise settles when training ends,
- * while the event loop stays free. Defaults are the reference recipe (RECIPE.md) on the
- * embedded digits, with the balanced pair scheme.
+ * while the event loop stays free. Defaults are the reference recipe (docs/recipe.md) on the
+ * embedded digits, with the balanced pair scheme. When it rejects, the model it built is freed.
  *
  * @example
  * ```ts
- * import { train } from 'siamese-torch'
- * const { model, history } = await train({ data: 'embedded', epochs: 2, onProgress: console.log })
+ * import { train, datasets } from 'siamese-torch'
+ * const { test } = await datasets.embedded()
+ * const { model, history } = await train({ epochs: 2 })
  * console.log(history.at(-1)?.testAccuracy)
- * const pSame = await model.predict(imageA, imageB)
+ * const pSame = await model.predict(test.images.subarray(0, 784), test.images.subarray(784, 1568))
  * ```
  */
 export async function train (options: TrainOptions = {}): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
   const site = callSite()
   const o = optionsObject(options, 'options', TRAIN_OPTIONS)
-  if (o['resume'] !== undefined) {
-    const path = resolve(nonEmptyString(o['resume'], 'resume'))
-    const threads = o['threads'] === undefined ? 0 : integerIn(o['threads'], 'threads', 1, 1024)
-    const { model: native, checkpoint } = await rethrowAtCallSite(binding().loadModel(path, deviceOption(o['device']), threads), site)
-    if (!checkpoint) {
-      native.dispose()
-      throw new SiameseTorchError(`${path}: not a checkpoint (it has no optimizer state); train a loaded model with model.train`,
-        'ERR_BAD_FILE', { path })
-    }
-    const model = new SiameseModel(native)
-    const history = await rethrowAtCallSite(trainModel(native, o, path), site)
-    return { model, history }
-  }
-  if (o['margin'] !== undefined && (o['loss'] ?? 'pair-ce') === 'pair-ce') {
+  return rethrowAtCallSite(o['resume'] === undefined ? trainNew(o) : resume(o), site)
+}
+
+/** train() without resume: every option checked, the data read, a model of its size built, then trained. */
+async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+  const plan = resolveModelPlan({ loss: o['loss'], margin: o['margin'], embeddingSize: o['embeddingSize'], device: o['device'], seed: o['seed'], threads: o['threads'] })
+  if (o['margin'] !== undefined && plan.config.loss === 'pair-ce') {
     throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o['margin'])
   }
-  const data = await rethrowAtCallSite(resolveData(o['data'] ?? 'embedded', o['download'] === true), site)
-  const model = await createModel({
-    width: data.train.width,
-    height: data.train.height,
-    ...(o['embeddingSize'] === undefined ? {} : { embeddingSize: o['embeddingSize'] as number }),
-    ...(o['loss'] === undefined ? {} : { loss: o['loss'] as ModelConfig['loss'] }),
-    ...(o['margin'] === undefined ? {} : { margin: o['margin'] as number }),
-    device: deviceOption(o['device']),
-    seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed'),
-    ...(o['threads'] === undefined ? {} : { threads: o['threads'] as number })
-  })
+  resolveTrainingSettings(o, undefined) // checked before the data is read
+  const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'))
+  assertModelSized(data)
+  const config = { ...plan.config, width: data.train.width, height: data.train.height }
+  const model = wrapNative(await binding().createModel(config, plan.device, plan.seed, plan.threads))
+  return trainOrFree(model, { ...o, data }, undefined)
+}
+
+/** train({ resume }): the checkpoint loaded with its optimiser state, then trained on. */
+async function resume (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+  for (const key of MODEL_BUILDING_OPTIONS) {
+    if (o[key] !== undefined) throw invalidArg(key, `no ${key} with resume (the checkpoint's model goes on as it was built)`, o[key])
+  }
+  const path = resolve(nonEmptyString(o['resume'], 'resume'))
+  const device = read(modelSettings.device, o['device'], 'device')
+  const threads = read(trainingSettings.threads, o['threads'], 'threads') ?? 0
+  const { model: native, checkpoint } = await binding().loadModel(path, device, threads, true)
+  const model = wrapNative(native)
+  if (!checkpoint) {
+    model.dispose()
+    throw new SiameseTorchError(`${path}: not a checkpoint (it has no optimizer state); train a loaded model with model.train`,
+      'ERR_BAD_FILE', { path })
+  }
+  let state: Checkpoint
   try {
-    const history = await rethrowAtCallSite(trainModel(model.native, { ...o, data }, undefined), site)
-    return { model, history }
+    state = readCheckpoint(path, native.info().metadata)
   } catch (err) {
-    // The caller never receives this model from a rejection, so free it. To keep a model after
-    // an abort, use createModel() and model.train(): it stays usable with its last weights.
+    model.dispose()
+    throw err
+  }
+  return trainOrFree(model, o, state)
+}
+
+/** Trains a model train() built; when that fails, frees it: the caller never receives it. */
+async function trainOrFree (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+  try {
+    return { model, history: await trainNative(model, o, checkpoint, 'freed') }
+  } catch (err) {
     model.dispose()
     throw err
   }

@@ -8,7 +8,7 @@ import type SharpType from 'sharp'
 import type { LabelledImages } from './datasets/types.js'
 import { testPairs } from './datasets/sampling.js'
 import type { SiameseModel } from './model.js'
-import type { EpochMetrics } from './train.js'
+import type { EpochMetrics } from './progress.js'
 
 type VegaSpec = Record<string, unknown>
 

@@ -43,7 +43,8 @@ export function optionsObject (value: unknown, name: string, known: readonly str
   if (!isPlainObject(value)) throw invalidArg(name, 'an object', value)
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) {
-      throw new SiameseTorchError(`Expected only the options ${known.join(', ')} for ${name} but received an unknown option "${key}"`,
+      const expected = known.length === 0 ? 'no options' : `only the options ${known.join(', ')}`
+      throw new SiameseTorchError(`Expected ${expected} for ${name} but received an unknown option "${key}"`,
         'ERR_INVALID_ARG')
     }
   }

@@ -141,7 +141,7 @@ t.test('small and awkward sets', async (t) => {
   const single = datasets.fromArrays({ images: new Uint8Array(3), labels: [0, 0, 0], width: 1, height: 1 })
   t.throws(() => datasets.triplets(single), { code: 'ERR_INVALID_ARG', message: 'pairs need images of at least two classes' })
   t.throws(() => datasets.triplets(tiny, { scheme: 'fancy' }), {
-    code: 'ERR_INVALID_ARG', message: 'Expected \'reference\' or \'balanced\' for scheme but received string "fancy"'
+    code: 'ERR_INVALID_ARG', message: 'Expected one of \'reference\', \'balanced\' for scheme but received string "fancy"'
   })
   t.throws(() => datasets.triplets(tiny, { seed: -1 }), { code: 'ERR_INVALID_ARG' })
   t.throws(() => datasets.triplets({ ...tiny, labels: [0, 0, 1, 2, 2] }), {

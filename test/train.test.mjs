@@ -155,11 +155,11 @@ t.test('bad options are refused before any work', async (t) => {
     [{ epochs: 0 }, 'Expected an integer from 1 to 1000000 for epochs but received number 0'],
     [{ lr: -1 }, 'Expected a number from 1e-12 to 100 for lr but received number -1'],
     [{ pairs: 'random' }, "Expected one of 'reference', 'balanced' for pairs but received string \"random\""],
-    [{ loss: 'hinge' }, 'Expected one of pair-ce, contrastive, triplet for loss but received string "hinge"'],
+    [{ loss: 'hinge' }, "Expected one of 'pair-ce', 'contrastive', 'triplet' for loss but received string \"hinge\""],
     [{ mining: 'batch-hard' }, "Expected 'none' unless loss is 'triplet' for mining but received string \"batch-hard\""],
     [{ margin: 2 }, "Expected no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet') for margin but received number 2"],
     [{ device: 'gpu' }, "Expected 'auto', 'cpu', 'cuda' or 'cuda:N' for device but received string \"gpu\""],
-    [{ data: 'cifar' }, "Expected 'embedded', 'mnist', 'fashion-mnist' or { train, test } for data but received string \"cifar\""],
+    [{ data: 'cifar' }, "Expected 'embedded', 'mnist', 'fashion-mnist', an existing folder or { train, test } for data but received string \"cifar\""],
     [{ epoch: 3 }, /unknown option "epoch"/],
     [{ onProgress: 'yes' }, 'Expected a function for onProgress but received string "yes"']
   ]

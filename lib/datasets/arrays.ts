@@ -1,9 +1,7 @@
-import { integerIn, invalidArg, isPlainObject, isStringArray, optionsObject } from '../validate.js'
 import type { NativeImageData } from '../binding.js'
+import { MAX_SIDE } from '../contract.js'
+import { integerIn, invalidArg, isPlainObject, isStringArray, optionsObject } from '../validate.js'
 import type { LabelledImages } from './types.js'
-
-/** Largest image side accepted (pixels). */
-export const MAX_SIDE = 4096
 
 /** Pixels of one or many images: bytes (0..255) or floats in 0..1. */
 export type PixelArray = Uint8Array | Uint8ClampedArray | Float32Array | Float64Array
@@ -93,11 +91,17 @@ export function fromArrays (input: ArraysInput): LabelledImages {
   const given = o['images']
   if (isPixelArray(given)) {
     if (given.length !== images.length) {
+      // Whole images of the right size, more of them than labels: the labels are what is short.
+      if (given.length % pixelsPerImage === 0 && given.length > images.length) {
+        const imageCount = given.length / pixelsPerImage
+        throw invalidArg('labels', `${imageCount} labels, one per image (images holds ${imageCount} images of ${width}x${height})`, o['labels'])
+      }
       throw invalidArg('images', `${images.length} pixels (${count} images of ${width}x${height})`, given)
     }
     copyPixels(given, images, 0, 'images')
   } else if (Array.isArray(given)) {
-    if (given.length !== count) throw invalidArg('images', `${count} images, one per label`, given)
+    if (given.length > count) throw invalidArg('labels', `${given.length} labels, one per image`, o['labels'])
+    if (given.length < count) throw invalidArg('images', `${count} images, one per label`, given)
     Array.from(given as unknown[]).forEach((image: unknown, i) => {
       if (!isPixelArray(image) || image.length !== pixelsPerImage) {
         throw invalidArg(`images[${i}]`, `a Uint8Array or Float32Array of ${pixelsPerImage} pixels (${width}x${height})`, image)

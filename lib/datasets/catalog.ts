@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path'
 
 import { dataDir } from '../cache.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
-import { booleanOption, functionOption, integerIn, invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
+import { downloadSettings, read } from '../contract.js'
+import { functionOption, invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
 import { downloadFile, stderrProgress, type DownloadProgress } from './download.js'
 import { DIGITS } from './embedded.js'
 import { IDX_FILES, findIdxFile, readIdxDir, type IdxFileKey } from './idx.js'
@@ -83,15 +84,16 @@ function gzName (key: IdxFileKey): string {
 /** Loads a catalogued data set from its folder, downloading what is missing when asked. */
 export async function loadCatalogue (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
   const o = optionsObject(options, 'options', OPTION_NAMES)
-  const root = resolve(o['root'] === undefined ? join(dataDir(), catalogue.folder) : nonEmptyString(o['root'], 'root'))
-  const download = o['download'] === undefined ? false : booleanOption(o['download'], 'download')
+  const defaultRoot = join(dataDir(), catalogue.folder)
+  const root = resolve(o['root'] === undefined ? defaultRoot : nonEmptyString(o['root'], 'root'))
+  const download = read(downloadSettings.download, o['download'], 'download')
   const mirrors = o['mirrors'] ?? catalogue.mirrors
   if (!isStringArray(mirrors)) {
     throw invalidArg('mirrors', 'a non-empty array of base URLs', mirrors)
   }
-  const retries = o['retries'] === undefined ? 3 : integerIn(o['retries'], 'retries', 1, 100)
-  const timeoutMs = o['timeoutMs'] === undefined ? 30_000 : integerIn(o['timeoutMs'], 'timeoutMs', 1)
-  const backoffMs = o['backoffMs'] === undefined ? 1000 : integerIn(o['backoffMs'], 'backoffMs', 0)
+  const retries = read(downloadSettings.retries, o['retries'], 'retries')
+  const timeoutMs = read(downloadSettings.timeoutMs, o['timeoutMs'], 'timeoutMs')
+  const backoffMs = read(downloadSettings.backoffMs, o['backoffMs'], 'backoffMs')
   const onProgress = o['onProgress'] === undefined
     ? (process.stderr.isTTY ? stderrProgress : undefined)
     : functionOption<(p: DownloadProgress) => void>(o['onProgress'], 'onProgress')
@@ -123,7 +125,9 @@ export async function loadCatalogue (catalogue: Catalogue, options: Downloadable
       throw err
     }
   }
-  return readIdxDir(root, catalogue.name, catalogue.classes)
+  const split = await readIdxDir(root, catalogue.name, catalogue.classes)
+  // Read again by name only from the folder the name stands for.
+  return root === resolve(defaultRoot) ? { ...split, source: catalogue.name } : split
 }
 
 /**

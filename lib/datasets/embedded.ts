@@ -2,6 +2,7 @@ import { join } from 'node:path'
 
 import { packageRoot } from '../binding.js'
 import { callSite, rethrowAtCallSite } from '../errors.js'
+import { optionsObject } from '../validate.js'
 import { readIdxDir } from './idx.js'
 import type { DataSplit } from './types.js'
 
@@ -23,6 +24,9 @@ export const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
  * console.log(train.count, test.count) // 8004 1996
  * ```
  */
-export async function embedded (): Promise<DataSplit> {
-  return rethrowAtCallSite(readIdxDir(EMBEDDED_DIR, 'mnist (embedded)', DIGITS), callSite())
+export async function embedded (options?: Record<string, never>): Promise<DataSplit> {
+  const site = callSite()
+  optionsObject(options, 'options', [])
+  const split = await rethrowAtCallSite(readIdxDir(EMBEDDED_DIR, 'mnist (embedded)', DIGITS), site)
+  return { ...split, source: 'embedded' }
 }

@@ -98,5 +98,7 @@ export async function idx (dir: string, options?: IdxOptions): Promise<DataSplit
   if (!existsSync(folder) || !statSync(folder).isDirectory()) {
     throw new SiameseTorchError(`${folder} is not a folder`, 'ERR_BAD_FILE', { path: folder })
   }
-  return rethrowAtCallSite(readIdxDir(folder, folder, classes), site)
+  const split = await rethrowAtCallSite(readIdxDir(folder, folder, classes), site)
+  // With its own class names, the folder alone does not read back the same set.
+  return classes === undefined ? { ...split, source: folder } : split
 }

@@ -4,19 +4,12 @@ import { join, resolve } from 'node:path'
 
 import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
 import { decodeImage } from '../images.js'
-import { integerIn, nonEmptyString, numberIn, optionsObject } from '../validate.js'
-import { MAX_SIDE } from './arrays.js'
+import { imageFolderSettings, read, type Values } from '../contract.js'
+import { nonEmptyString, optionsObject } from '../validate.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
 /** Options of `datasets.imageFolder`. */
-export interface ImageFolderOptions {
-  /** Width the images are resized to (the model's input width). Default 28. */
-  width?: number
-  /** Height the images are resized to. Default 28. */
-  height?: number
-  /** Share of each class that goes to test when the folder has no train/ and test/. Default 0.2. */
-  testFraction?: number
-}
+export type ImageFolderOptions = Partial<Values<typeof imageFolderSettings>>
 
 const IMAGE_FILE = /\.(png|jpe?g)$/i
 const DECODE_CONCURRENCY = 8
@@ -140,8 +133,10 @@ export async function imageFolder (dir: string, options?: ImageFolderOptions): P
   const site = callSite()
   const folder = resolve(nonEmptyString(dir, 'dir'))
   const o = optionsObject(options, 'options', ['width', 'height', 'testFraction'])
-  const width = o['width'] === undefined ? 28 : integerIn(o['width'], 'width', 1, MAX_SIDE)
-  const height = o['height'] === undefined ? 28 : integerIn(o['height'], 'height', 1, MAX_SIDE)
-  const testFraction = o['testFraction'] === undefined ? 0.2 : numberIn(o['testFraction'], 'testFraction', 0.01, 0.99)
-  return rethrowAtCallSite(load(folder, width, height, testFraction), site)
+  const width = read(imageFolderSettings.width, o['width'], 'width')
+  const height = read(imageFolderSettings.height, o['height'], 'height')
+  const testFraction = read(imageFolderSettings.testFraction, o['testFraction'], 'testFraction')
+  const split = await rethrowAtCallSite(load(folder, width, height, testFraction), site)
+  // A resume reads the folder again at the model's size, with the default split.
+  return testFraction === imageFolderSettings.testFraction.default ? { ...split, source: folder } : split
 }

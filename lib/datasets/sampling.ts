@@ -1,21 +1,10 @@
 // Typed wrappers over the native samplers. Indices refer to images of the set they were drawn
 // from. All are seeded: the same set, options and seed give the same result on every machine.
 import { binding } from '../binding.js'
-import { integerIn, invalidArg, optionsObject, seedOption } from '../validate.js'
+import { evaluationSettings, read, samplingSettings, type Values } from '../contract.js'
+import { integerIn, optionsObject } from '../validate.js'
 import { assertLabelledImages } from './arrays.js'
 import type { LabelledImages } from './types.js'
-
-/**
- * How training pairs are drawn:
- * - `'reference'`: exactly the recipe's scheme (RECIPE.md): for each class and j in 0..499, anchor
- *   = image j of the class, positive = image j + r (r uniform in 0..100, so r = 0 pairs an image
- *   with itself, as the original does), negative = image j of a uniformly chosen other class.
- *   Drawn once; needs 600 images in every class.
- * - `'balanced'`: every image (of a class with two or more) is an anchor once an epoch, in a
- *   shuffled order; the positive is another image of its class, never itself; the negative an
- *   image of a uniformly chosen other class. Fresh every epoch.
- */
-export type PairScheme = 'reference' | 'balanced'
 
 /** Index triplets: `anchor[i]` and `positive[i]` share a class, `negative[i]` is of another. */
 export interface Triplets {
@@ -32,14 +21,7 @@ export interface Pairs {
 }
 
 /** Options of `datasets.triplets` and `datasets.pairs`. */
-export interface SamplingOptions {
-  /** Default `'balanced'`. */
-  scheme?: PairScheme
-  /** Default 0. */
-  seed?: number
-  /** Epoch number, for the schemes that draw afresh each epoch. Default 0. */
-  epoch?: number
-}
+export type SamplingOptions = Partial<Values<typeof samplingSettings>>
 
 /** Options of `datasets.classBalancedBatches`. */
 export interface BatchOptions {
@@ -49,12 +31,6 @@ export interface BatchOptions {
   imagesPerClass: number
   seed?: number
   epoch?: number
-}
-
-function schemeOption (value: unknown): PairScheme {
-  if (value === undefined) return 'balanced'
-  if (value === 'reference' || value === 'balanced') return value
-  throw invalidArg('scheme', "'reference' or 'balanced'", value)
 }
 
 /**
@@ -70,9 +46,9 @@ function schemeOption (value: unknown): PairScheme {
 export function triplets (set: LabelledImages, options?: SamplingOptions): Triplets {
   const s = assertLabelledImages(set, 'set')
   const o = optionsObject(options, 'options', ['scheme', 'seed', 'epoch'])
-  const scheme = schemeOption(o['scheme'])
-  const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
-  const epoch = o['epoch'] === undefined ? 0 : integerIn(o['epoch'], 'epoch', 0)
+  const scheme = read(samplingSettings.scheme, o['scheme'], 'scheme')
+  const seed = read(samplingSettings.seed, o['seed'], 'seed')
+  const epoch = read(samplingSettings.epoch, o['epoch'], 'epoch')
   return binding().sampleTriplets(s.labels, s.classes.length, scheme, seed, epoch)
 }
 
@@ -109,7 +85,7 @@ export function pairs (set: LabelledImages, options?: SamplingOptions): Pairs {
  */
 export function testPairs (set: LabelledImages, options?: { seed?: number }): Pairs {
   const o = optionsObject(options, 'options', ['seed'])
-  return pairs(set, { scheme: 'balanced', seed: o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed'), epoch: 0 })
+  return pairs(set, { scheme: 'balanced', seed: read(evaluationSettings.testSeed, o['seed'], 'seed'), epoch: 0 })
 }
 
 /**
@@ -127,8 +103,8 @@ export function classBalancedBatches (set: LabelledImages, options: BatchOptions
   const o = optionsObject(options, 'options', ['classesPerBatch', 'imagesPerClass', 'seed', 'epoch'])
   const p = integerIn(o['classesPerBatch'], 'classesPerBatch', 2, s.classes.length)
   const k = integerIn(o['imagesPerClass'], 'imagesPerClass', 2, 1 << 16)
-  const seed = o['seed'] === undefined ? 0 : seedOption(o['seed'], 'seed')
-  const epoch = o['epoch'] === undefined ? 0 : integerIn(o['epoch'], 'epoch', 0)
+  const seed = read(samplingSettings.seed, o['seed'], 'seed')
+  const epoch = read(samplingSettings.epoch, o['epoch'], 'epoch')
   const flat = binding().classBalancedBatches(s.labels, s.classes.length, p, k, seed, epoch)
   const out: Int32Array[] = []
   for (let i = 0; i < flat.length; i += p * k) out.push(flat.subarray(i, i + p * k))

@@ -20,4 +20,10 @@ export interface DataSplit {
   readonly name: string
   readonly train: LabelledImages
   readonly test: LabelledImages
+  /**
+   * How to read the same data again: `'embedded'`, `'mnist'`, `'fashion-mnist'` or a folder's
+   * path, as `train({ data })` takes them. Checkpoints record it, so that a resume finds its data.
+   * Absent for sets built in memory (and for a catalogued set read from another `root`).
+   */
+  readonly source?: string
 }

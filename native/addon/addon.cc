@@ -1,5 +1,6 @@
-// Entry points of the addon. Holds no math and no file formats: it converts between JavaScript
-// values and the plain C++ structs of native/core.
+// Entry points of the addon. The addon converts JavaScript values to the plain C++ values of
+// native/core and back, and schedules core's work off the main thread; math and file formats are
+// all in native/core.
 #include <napi.h>
 
 #include "../core/cpu_allocator.h"
@@ -8,6 +9,14 @@
 #include "errors.h"
 #include "instance.h"
 #include "model.h"
+
+// Electron 21+ runs V8 with its memory cage, where an ArrayBuffer may not point outside V8's
+// memory. With this defined, node-addon-api leaves out every external-buffer API, so such a
+// buffer cannot be made here by mistake: results are always copied into JavaScript memory. Both
+// builds (CMakeLists.txt, binding.gyp) define it.
+#ifndef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
+#error "NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED must be defined (Electron's V8 memory cage)"
+#endif
 
 #ifndef SIAMESE_TORCH_LIBTORCH_SOURCE
 #error "SIAMESE_TORCH_LIBTORCH_SOURCE must name where the build found LibTorch"

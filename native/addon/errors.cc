@@ -1,6 +1,7 @@
 #include "errors.h"
 
 #include <cstring>
+#include <filesystem>
 #include <new>
 
 #include <c10/util/Exception.h>
@@ -38,6 +39,9 @@ ErrorInfo describeCurrentException() {
     const char* message = e.what_without_backtrace();
     if (isAllocationFailure(message)) return {"ERR_TORCH_OOM", message, ""};
     return {"ERR_TORCH", message, ""};
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A folder that cannot be made or a file that cannot be written (the output folder of a run).
+    return {"ERR_BAD_FILE", e.path1().string() + ": " + e.code().message(), e.path1().string()};
   } catch (const std::bad_alloc&) {
     return {"ERR_NATIVE_OOM", "out of memory", ""};
   } catch (const std::exception& e) {

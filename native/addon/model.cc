@@ -6,10 +6,13 @@
 #include <optional>
 #include <thread>
 
+#include "../core/contract.h"
 #include "../core/cpu_allocator.h"
 #include "../core/device.h"
 #include "../core/evaluate.h"
+#include "../core/inference.h"
 #include "../core/model.h"
+#include "../core/model_file.h"
 #include "../core/trainer.h"
 #include "convert.h"
 #include "errors.h"
@@ -39,7 +42,7 @@ struct TrainingJob {
   core::ImageData test;
   core::TrainConfig config;
   int64_t startEpoch = 0;
-  std::optional<core::OptimizerSnapshot> resume;
+  std::optional<core::OptimizerSnapshot> resume;  // the checkpoint's optimiser state, for a resume
   std::atomic<bool> stop{false};
   Napi::ThreadSafeFunction events;
   std::optional<Napi::Promise::Deferred> deferred;
@@ -53,9 +56,14 @@ struct TrainingJob {
 
 namespace {
 
-// Options objects were validated in lib/; reading them only converts.
+// Options objects were validated in lib/; reading them only converts. Names of choices become
+// the contract's enums here, once (an unknown name is a misuse of the raw addon: ERR_INVALID_ARG).
 double num(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
 std::string str(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::String>().Utf8Value(); }
+template <typename Enum>
+Enum choice(const Napi::Object& o, const char* key) {
+  return core::parseChoice<Enum>(str(o, key));
+}
 
 core::ModelConfig readModelConfig(const Napi::Object& o) {
   core::ModelConfig c;
@@ -64,7 +72,7 @@ core::ModelConfig readModelConfig(const Napi::Object& o) {
   c.shape.embeddingSize = static_cast<int64_t>(num(o, "embeddingSize"));
   c.norm.mean = num(o, "mean");
   c.norm.std = num(o, "std");
-  c.loss = core::parseLoss(str(o, "loss"));
+  c.loss = choice<core::Loss>(o, "loss");
   c.margin = num(o, "margin");
   c.threshold = num(o, "threshold");
   return c;
@@ -94,14 +102,14 @@ core::ImageData readImageData(const Napi::Object& o) {
 }
 
 Napi::Object configToJs(Napi::Env env, const core::Model& model) {
-  const auto& c = model.config();
+  const core::ModelConfig c = model.config();
   Napi::Object o = Napi::Object::New(env);
   o.Set("width", c.shape.width);
   o.Set("height", c.shape.height);
   o.Set("embeddingSize", c.shape.embeddingSize);
   o.Set("mean", c.norm.mean);
   o.Set("std", c.norm.std);
-  o.Set("loss", core::lossName(c.loss));
+  o.Set("loss", core::choiceName(c.loss));
   o.Set("margin", c.margin);
   o.Set("threshold", c.threshold);
   return o;
@@ -150,10 +158,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
 
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<core::Model> model) {
+  // `checkpointState`: a checkpoint's optimiser state, kept until the model trains (a resume).
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<core::Model> model,
+                           std::optional<core::OptimizerSnapshot> checkpointState = std::nullopt) {
     Napi::Object object = Instance::get(env)->modelClass.New({});
     ModelWrap* wrap = Unwrap(object);
     wrap->model_ = std::move(model);
+    wrap->checkpointState_ = std::move(checkpointState);
     return object;
   }
 
@@ -191,8 +202,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Argument `index`: `count` images of this model's input size, copied into a tensor.
   static torch::Tensor imagesArg(const Napi::CallbackInfo& info, size_t index, int64_t count,
                                  const core::Model& model) {
-    const auto& shape = model.config().shape;
-    return copyImages(info[index], count, shape.height, shape.width);
+    return copyImages(info[index], count, model.shape().height, model.shape().width);
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -204,10 +214,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("device", core::deviceName(model->device()));
       out.Set("threads", model->threads());
       Napi::Object metadata = Napi::Object::New(env);
-      for (const auto& [k, v] : model->extraMetadata()) metadata.Set(k, v);
+      for (const auto& [k, v] : model->metadata()) metadata.Set(k, v);
       out.Set("metadata", metadata);
-      out.Set("jobs", jobs_);
-      out.Set("training", training_ != nullptr);
       return out;
     });
   }
@@ -230,11 +238,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const auto count = static_cast<int64_t>(numberArg(info, 2));
       torch::Tensor left = imagesArg(info, 0, count, *model);
       torch::Tensor right = imagesArg(info, 1, count, *model);
-      return floatJob(env, [model, left, right]() {
-        // One embedding pass over both sides together.
-        const auto e = model->embedImages(torch::cat({left, right}));
-        return model->sameProbability(e.narrow(0, 0, left.size(0)), e.narrow(0, left.size(0), right.size(0)));
-      });
+      return floatJob(env, [model, left, right]() { return core::predictPairs(*model, left, right); });
     });
   }
 
@@ -250,21 +254,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       torch::Tensor queries = imagesArg(info, 0, q, *model);
       torch::Tensor support = imagesArg(info, 2, s, *model);
       auto labelArray = int32ArrayArg(info, 4);
-      std::vector<int64_t> labels(labelArray.Data(), labelArray.Data() + labelArray.ElementLength());
+      std::vector<int32_t> labels(labelArray.Data(), labelArray.Data() + labelArray.ElementLength());
       const auto classes = static_cast<int64_t>(numberArg(info, 5));
-      return floatJob(env, [model, queries, support, labels, q, s, classes]() {
-        const auto e = model->embedImages(torch::cat({queries, support}));
-        const auto eq = e.narrow(0, 0, q);
-        const auto es = e.narrow(0, q, s);
-        // All (query, support) pairs at once: [q * s] probabilities.
-        const auto p = model->sameProbability(eq.repeat_interleave(s, 0), es.repeat({q, 1})).view({q, s});
-        auto scores = torch::full({q, classes}, -1.0f);
-        const auto index = torch::tensor(labels, torch::kLong);
-        for (int64_t c = 0; c < classes; ++c) {
-          const auto members = (index == c).nonzero().squeeze(1);
-          if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).amax(1));
-        }
-        return scores;
+      return floatJob(env, [model, queries, support, labels, classes]() {
+        return core::classScores(*model, queries, support, labels, classes);
       });
     });
   }
@@ -276,25 +269,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto model = use(env);
       auto data = std::make_shared<core::ImageData>(readImageData(info[0].As<Napi::Object>()));
       const Napi::Object o = info[1].As<Napi::Object>();
-      const auto testSeed = static_cast<uint64_t>(num(o, "testSeed"));
-      const int ways = static_cast<int>(num(o, "ways"));
-      const int episodes = static_cast<int>(num(o, "episodes"));
-      const auto seed = static_cast<uint64_t>(num(o, "seed"));
-      struct Result {
-        core::PairMetrics pairs;
-        double oneShot = 0;
-      };
-      return job<Result>(
-          env,
-          [model, data, testSeed, ways, episodes, seed]() {
-            const core::ClassIndex index(data->labels.data(), data->labels.size(), data->numClasses);
-            const auto embeddings = model->embedImages(data->images);
-            Result r;
-            r.pairs = core::evaluatePairs(*model, embeddings, core::balancedTriplets(index, testSeed, 0));
-            if (ways > 0) r.oneShot = core::oneShotAccuracy(*model, embeddings, index, ways, episodes, seed);
-            return r;
-          },
-          [ways](Napi::Env e, Result& r) -> Napi::Value {
+      core::EvaluationOptions options;
+      options.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
+      options.ways = static_cast<int>(num(o, "ways"));
+      options.episodes = static_cast<int>(num(o, "episodes"));
+      options.seed = static_cast<uint64_t>(num(o, "seed"));
+      return job<core::SetEvaluation>(
+          env, [model, data, options]() { return core::evaluateSet(*model, *data, options); },
+          [](Napi::Env e, core::SetEvaluation& r) -> Napi::Value {
             Napi::Object out = Napi::Object::New(e);
             out.Set("loss", r.pairs.loss);
             out.Set("accuracy", r.pairs.accuracy);
@@ -302,30 +284,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             out.Set("threshold", r.pairs.threshold);
             out.Set("bestAccuracy", r.pairs.bestAccuracy);
             out.Set("pairs", r.pairs.pairs);
-            out.Set("oneShotWays", ways);
-            out.Set("oneShotAccuracy", ways > 0 ? Napi::Value(Napi::Number::New(e, r.oneShot)) : e.Null());
+            out.Set("oneShotWays", r.ways);
+            out.Set("oneShotAccuracy", r.ways > 0 ? Napi::Value(Napi::Number::New(e, r.oneShotAccuracy)) : e.Null());
             return out;
           });
     });
   }
 
-  // save(path, metadata: Record<string, string>) -> Promise<void>
+  // save(path) -> Promise<void>
   Napi::Value Save(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
       const std::string path = stringArg(info, 0);
-      core::Metadata extra;
-      const Napi::Object o = info[1].As<Napi::Object>();
-      const Napi::Array keys = o.GetPropertyNames();
-      for (uint32_t i = 0; i < keys.Length(); ++i) {
-        const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-        extra[k] = o.Get(k).As<Napi::String>().Utf8Value();
-      }
       return job<bool>(
           env,
-          [model, path, extra]() {
-            core::saveModelFile(*model, path, extra);
+          [model, path]() {
+            core::saveModelFile(*model, path, {});
             return true;
           },
           [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); }, PromiseWorker<bool>::On::LibuvPool);
@@ -340,16 +315,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is already training", ""});
       const Napi::Object o = info[0].As<Napi::Object>();
       const Napi::Array keys = o.GetPropertyNames();
-      std::lock_guard<std::mutex> lock(model->weightsMutex());
+      core::Metadata entries;
       for (uint32_t i = 0; i < keys.Length(); ++i) {
         const std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-        model->extraMetadata()[k] = o.Get(k).As<Napi::String>().Utf8Value();
+        entries[k] = o.Get(k).As<Napi::String>().Utf8Value();
       }
+      model->setMetadata(entries);
       return env.Undefined();
     });
   }
 
-  // train(train, test, config, onEvent, resume?) -> Promise<EpochMetrics[]>
+  // train(train, test, config, onEvent) -> Promise<EpochMetrics[]>
   Napi::Value Train(const Napi::CallbackInfo& info);
 
   Napi::Value StopTraining(const Napi::CallbackInfo& info) {
@@ -373,8 +349,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // All main thread only.
   std::shared_ptr<core::Model> model_;
-  int jobs_ = 0;  // main thread only
+  std::optional<core::OptimizerSnapshot> checkpointState_;  // loaded for a resume; handed to the run
+  int jobs_ = 0;
   TrainingJob* training_ = nullptr;
 };
 
@@ -469,9 +447,9 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.epochs = static_cast<int64_t>(num(o, "epochs"));
     c.batchSize = static_cast<int64_t>(num(o, "batchSize"));
     c.seed = static_cast<uint64_t>(num(o, "seed"));
-    c.pairs = str(o, "pairs");
-    c.mining = core::parseMining(str(o, "mining"));
-    c.optimizer = str(o, "optimizer");
+    c.pairs = choice<core::PairScheme>(o, "pairs");
+    c.mining = choice<core::Mining>(o, "mining");
+    c.optimizer = choice<core::Optimizer>(o, "optimizer");
     c.lr = num(o, "lr");
     c.weightDecay = num(o, "weightDecay");
     c.momentum = num(o, "momentum");
@@ -479,16 +457,15 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.outDir = str(o, "outDir");
     c.threads = static_cast<int>(num(o, "threads"));
     c.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
+    c.expectedDataFingerprint = str(o, "expectedDataFingerprint");
     job->startEpoch = static_cast<int64_t>(num(o, "startEpoch"));
-    if (info.Length() > 4 && info[4].IsString()) {
-      // Resume: the optimiser state of the checkpoint this model was loaded from.
-      auto loaded = core::loadModelFile(info[4].As<Napi::String>().Utf8Value(), torch::kCPU);
-      if (loaded.optimizer.kind.empty()) {
-        throw makeError(
-            env, {"ERR_BAD_FILE", info[4].As<Napi::String>().Utf8Value() + ": not a checkpoint (no optimizer state)",
-                  info[4].As<Napi::String>().Utf8Value()});
+    if (o.Get("resume").ToBoolean()) {
+      // The optimiser state loadModel kept: a model resumes once, from the checkpoint it came from.
+      if (!checkpointState_) {
+        throw makeError(env, {"ERR_INVALID_ARG", "this model holds no checkpoint state to resume from", ""});
       }
-      job->resume = std::move(loaded.optimizer);
+      job->resume = std::move(checkpointState_);
+      checkpointState_.reset();
     }
     job->deferred.emplace(Napi::Promise::Deferred::New(env));
     job->owner = this;
@@ -552,32 +529,75 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   });
 }
 
-// loadModel(path, device, threads) -> Promise<{ model: NativeModel, checkpoint: boolean }>
+// loadModel(path, device, threads, keepOptimizer) -> Promise<{ model: NativeModel, checkpoint: boolean }>
+// keepOptimizer: read a checkpoint's optimiser state too, and keep it in the model for a resume.
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const std::string path = stringArg(info, 0);
     const std::string device = stringArg(info, 1);
     const int threads = static_cast<int>(numberArg(info, 2));
+    const bool keepOptimizer = info.Length() > 3 && info[3].ToBoolean();
     struct Loaded {
       std::shared_ptr<core::Model> model;
       bool checkpoint = false;
+      std::optional<core::OptimizerSnapshot> optimizer;
     };
     return PromiseWorker<Loaded>::Start(
         env,
-        [path, device, threads]() {
-          const torch::Device d = core::parseDevice(device);
-          core::LoadedModel loaded = core::loadModelFile(path, d);
+        [path, device, threads, keepOptimizer]() {
+          core::LoadedModel loaded = core::loadModelFile(path, core::parseDevice(device), keepOptimizer);
           loaded.model->setThreads(threads);
-          return Loaded{std::shared_ptr<core::Model>(std::move(loaded.model)), !loaded.optimizer.kind.empty()};
+          Loaded out{std::shared_ptr<core::Model>(std::move(loaded.model)), loaded.checkpoint, std::nullopt};
+          if (keepOptimizer && loaded.checkpoint) out.optimizer = std::move(loaded.optimizer);
+          return out;
         },
         [](Napi::Env e, Loaded& l) -> Napi::Value {
           Napi::Object out = Napi::Object::New(e);
-          out.Set("model", ModelWrap::Wrap(e, l.model));
+          out.Set("model", ModelWrap::Wrap(e, l.model, std::move(l.optimizer)));
           out.Set("checkpoint", l.checkpoint);
           return out;
         });
   });
+}
+
+// contract(): the choices and defaults of native/core/contract.h, for test/contract.test.mjs.
+template <typename Enum>
+Napi::Array choiceNames(Napi::Env env) {
+  Napi::Array out = Napi::Array::New(env);
+  for (const auto& item : core::Choices<Enum>::values) out.Set(out.Length(), std::string(item.second));
+  return out;
+}
+
+Napi::Value Contract(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  namespace d = core::defaults;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("losses", choiceNames<core::Loss>(env));
+  out.Set("minings", choiceNames<core::Mining>(env));
+  out.Set("optimizers", choiceNames<core::Optimizer>(env));
+  out.Set("pairSchemes", choiceNames<core::PairScheme>(env));
+  out.Set("towers", choiceNames<core::Tower>(env));
+  Napi::Object defaults = Napi::Object::New(env);
+  defaults.Set("width", static_cast<double>(d::kWidth));
+  defaults.Set("height", static_cast<double>(d::kHeight));
+  defaults.Set("embeddingSize", static_cast<double>(d::kEmbeddingSize));
+  defaults.Set("loss", core::choiceName(d::kLoss));
+  defaults.Set("margin", d::kMargin);
+  defaults.Set("mean", d::kMean);
+  defaults.Set("std", d::kStd);
+  defaults.Set("pairs", core::choiceName(d::kPairs));
+  defaults.Set("mining", core::choiceName(d::kMining));
+  defaults.Set("optimizer", core::choiceName(d::kOptimizer));
+  defaults.Set("lr", d::kLr);
+  defaults.Set("weightDecay", d::kWeightDecay);
+  defaults.Set("momentum", d::kMomentum);
+  defaults.Set("epochs", static_cast<double>(d::kEpochs));
+  defaults.Set("batchSize", static_cast<double>(d::kBatchSize));
+  defaults.Set("seed", static_cast<double>(d::kSeed));
+  defaults.Set("saveEvery", static_cast<double>(d::kSaveEvery));
+  out.Set("defaults", defaults);
+  return out;
 }
 
 // Stops every run of an environment between two batches and waits for its thread.
@@ -620,6 +640,7 @@ void registerModel(Napi::Env env, Napi::Object exports) {
   Instance::get(env)->modelClass = Napi::Persistent(cls);
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("contract", Napi::Function::New(env, Contract, "contract"));
   exports.Set("stopAllTraining", Napi::Function::New(env, StopAllTraining, "stopAllTraining"));
 }
 

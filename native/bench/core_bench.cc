@@ -14,6 +14,7 @@
 #include "../core/cpu_allocator.h"
 #include "../core/evaluate.h"
 #include "../core/idx.h"
+#include "../core/inference.h"
 #include "../core/model.h"
 #include "../core/sampling.h"
 #include "../core/trainer.h"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     model.setThreads(threads);
     TrainConfig c;
     c.epochs = 1;
-    c.pairs = "reference";
+    c.pairs = PairScheme::Reference;
     c.seed = seed;
     c.threads = threads;
     c.saveEvery = 0;
@@ -72,45 +73,56 @@ int main(int argc, char** argv) {
     }();
     const EpochMetrics& m = outcome.history.at(0);
 
-    // Evaluation throughput on the fixed test pairs.
-    model.net()->eval();
+    // Evaluation throughput on the fixed test pairs, as model.evaluate() computes it (no one-shot).
     auto started = Clock::now();
-    const ClassIndex testIndex(test.labels.data(), test.labels.size(), test.numClasses);
-    const Triplets pairs = balancedTriplets(testIndex, 0, 0);
-    const PairMetrics eval = evaluatePairs(model, model.embedImages(test.images), pairs);
-    const double evalPairsPerSecond = static_cast<double>(2 * pairs.size()) / (msSince(started) / 1000);
+    const SetEvaluation eval = evaluateSet(model, test, EvaluationOptions{});
+    const double evalPairsPerSecond = static_cast<double>(eval.pairs.pairs) / (msSince(started) / 1000);
 
     // Single-pair predict latency, as predict() computes it.
     std::vector<double> latencies;
     for (int64_t i = 0; i < 300; ++i) {
       const auto t0 = Clock::now();
-      const auto e = model.embedImages(test.images.slice(0, i, i + 2));
-      const auto p = model.sameProbability(e.slice(0, 0, 1), e.slice(0, 1, 2));
-      (void)p.item<float>();
+      (void)predictPairs(model, test.images.slice(0, i, i + 1), test.images.slice(0, i + 1, i + 2))[0].item<float>();
       latencies.push_back(msSince(t0));
     }
 
     // Batch-1024 predict throughput.
     const auto left = test.images.slice(0, 0, 1024);
     const auto right = test.images.slice(0, 900, 1924);
-    const auto batch = [&] {
-      const auto e = model.embedImages(torch::cat({left, right}));
-      return model.sameProbability(e.slice(0, 0, 1024), e.slice(0, 1024, 2048));
-    };
+    const auto batch = [&] { return predictPairs(model, left, right); };
     batch();
     started = Clock::now();
     const int batches = 5;
     for (int b = 0; b < batches; ++b) batch();
     const double batchPairsPerSecond = batches * 1024.0 / (msSince(started) / 1000);
 
+    // One-shot classification of 100 queries against 10 classes x 5 support images, as classify() does.
+    std::vector<int32_t> supportLabels;
+    std::vector<int64_t> supportIndex;
+    for (int32_t k = 0; k < 10; ++k) {
+      int found = 0;
+      for (size_t i = 0; i < test.labels.size() && found < 5; ++i) {
+        if (test.labels[i] == k) {
+          supportIndex.push_back(static_cast<int64_t>(i));
+          supportLabels.push_back(k);
+          ++found;
+        }
+      }
+    }
+    const auto support = test.images.index_select(0, torch::tensor(supportIndex, torch::kLong));
+    started = Clock::now();
+    const auto scores = classScores(model, test.images.slice(0, 1000, 1100), support, supportLabels, 10);
+    const double classifyMs = msSince(started);
+    (void)scores;
+
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     std::printf(
         "{\"tool\":\"core_bench\",\"threads\":%d,\"trainPairsPerSecond\":%.3f,\"testAccuracy\":%.6f,"
         "\"evalPairsPerSecond\":%.3f,\"evalAccuracy\":%.6f,\"predictMedianMs\":%.4f,\"predictP99Ms\":%.4f,"
-        "\"batch1024PairsPerSecond\":%.3f,\"maxRssMiB\":%.1f}\n",
-        threads, m.pairsPerSecond, m.testAccuracy, evalPairsPerSecond, eval.accuracy, percentile(latencies, 0.5),
-        percentile(latencies, 0.99), batchPairsPerSecond, static_cast<double>(usage.ru_maxrss) / 1024);
+        "\"batch1024PairsPerSecond\":%.3f,\"classify100Ms\":%.3f,\"maxRssMiB\":%.1f}\n",
+        threads, m.pairsPerSecond, m.testAccuracy, evalPairsPerSecond, eval.pairs.accuracy, percentile(latencies, 0.5),
+        percentile(latencies, 0.99), batchPairsPerSecond, classifyMs, static_cast<double>(usage.ru_maxrss) / 1024);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "core_bench: %s\n", e.what());
     return 1;

@@ -7,14 +7,15 @@
 
 #include <torch/torch.h>
 
+#include "contract.h"
 #include "sampling.h"
 
 namespace siamese::core {
 
 // Pixel normalisation recorded with a model: x' = (x / 255 - mean) / std.
 struct Normalization {
-  double mean = 0.1307;  // MNIST's, as in the reference recipe
-  double std = 0.3081;
+  double mean = defaults::kMean;
+  double std = defaults::kStd;
 };
 
 // images: uint8 [N, H, W] (any device); indices: int64 [B] on the same device.

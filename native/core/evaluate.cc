@@ -13,7 +13,7 @@ namespace F = torch::nn::functional;
 torch::Tensor tripletLoss(Model& model, const torch::Tensor& anchor, const torch::Tensor& positive,
                           const torch::Tensor& negative) {
   const double margin = model.config().margin;
-  switch (model.config().loss) {
+  switch (model.loss()) {
     case Loss::PairCE: {
       // The reference: cross-entropy of (anchor, positive) against "same" plus (anchor, negative)
       // against "different", each averaged over the batch.
@@ -89,7 +89,7 @@ PairMetrics evaluatePairs(Model& model, const torch::Tensor& embeddings, const T
     const auto device = model.device();
     out.loss = tripletLoss(model, a.to(device), p.to(device), n.to(device)).item<double>();
   }
-  const bool distance = model.config().loss != Loss::PairCE;
+  const bool distance = model.loss() != Loss::PairCE;
   const auto scorePos = distance ? -model.pairScores(a, p) : model.sameProbability(a, p);
   const auto scoreNeg = distance ? -model.pairScores(a, n) : model.sameProbability(a, n);
   std::vector<double> scores;
@@ -104,16 +104,13 @@ PairMetrics evaluatePairs(Model& model, const torch::Tensor& embeddings, const T
   const RocSummary roc = rocSummary(scores, same);
   out.auc = roc.auc;
   out.bestAccuracy = roc.bestAccuracy;
-  if (distance) {
-    // The decision threshold of a distance model is the best one: accuracy is at that threshold.
-    out.threshold = -roc.bestThreshold;
-    out.accuracy = roc.bestAccuracy;
-  } else {
-    out.threshold = roc.bestThreshold;
-    int64_t correct = 0;
-    for (size_t i = 0; i < scores.size(); ++i) correct += (scores[i] >= 0.5) == (same[i] == 1);
-    out.accuracy = static_cast<double>(correct) / static_cast<double>(scores.size());
-  }
+  // Accuracy at the model's own decision rule: P(same) >= 0.5, or distance <= its threshold
+  // (scores of distance models are negated distances).
+  const double cut = distance ? -model.threshold() : 0.5;
+  int64_t correct = 0;
+  for (size_t i = 0; i < scores.size(); ++i) correct += (scores[i] >= cut) == (same[i] == 1);
+  out.accuracy = static_cast<double>(correct) / static_cast<double>(scores.size());
+  out.threshold = distance ? -roc.bestThreshold : roc.bestThreshold;
   return out;
 }
 
@@ -154,6 +151,17 @@ double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const Clas
     correct += p.argmax().item<int64_t>() == target;
   }
   return static_cast<double>(correct) / static_cast<double>(std::max(episodes, 1));
+}
+
+SetEvaluation evaluateSet(Model& model, const ImageData& set, const EvaluationOptions& options) {
+  const ClassIndex index(set.labels.data(), set.labels.size(), set.numClasses);
+  const auto embeddings = model.embedImages(set.images);
+  SetEvaluation out;
+  out.pairs = evaluatePairs(model, embeddings, balancedTriplets(index, options.testSeed, 0));
+  out.ways = options.ways;
+  if (options.ways > 0)
+    out.oneShotAccuracy = oneShotAccuracy(model, embeddings, index, options.ways, options.episodes, options.seed);
+  return out;
 }
 
 }  // namespace siamese::core

@@ -1,41 +1,42 @@
-// A Siamese model: the network, what it was trained for, where it runs, and its files.
+// A Siamese model: the network, what it was trained for, where it runs, and the locks that let a
+// training thread and inference threads share it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <string>
 
 #include <torch/torch.h>
 
 #include "batch.h"
+#include "contract.h"
 #include "network.h"
 
 namespace siamese::core {
 
-enum class Loss { PairCE, Contrastive, Triplet };
-
-Loss parseLoss(const std::string& name);
-const char* lossName(Loss loss);
-
 struct ModelConfig {
   NetworkShape shape;
   Normalization norm;
-  Loss loss = Loss::PairCE;
-  double margin = 1.0;  // contrastive and triplet losses
-  // The same/different decision: on P(same) for pair-ce (0.5 until evaluated), on the embedding
-  // distance for the distance losses (set by evaluation: the best threshold on the test pairs).
+  Loss loss = defaults::kLoss;
+  double margin = defaults::kMargin;  // contrastive and triplet losses
+  // The same/different decision: on P(same) for pair-ce (0.5), on the embedding distance for the
+  // distance losses (set by evaluation: the best threshold on the test pairs).
   double threshold = 0.5;
 };
 
-// Where a model file comes from and what it is; strings kept as the file had them.
+// Strings carried by a model into every file it writes (classes, training options, metrics...).
 using Metadata = std::map<std::string, std::string>;
 
-constexpr const char* kFormatKey = "siamese_torch.format";
-constexpr const char* kFormatVersion = "1";
-
+// Threads and locks. A model is shared by the main thread (info, metadata), the thread of a
+// training run, and the compute thread that runs inference; every member says what guards it.
+//   - weightsMutex(): the network's weights, gradients, mode (train/eval) and weight layout. Held
+//     for one optimiser step, or one inference call: inference during training sees the weights
+//     of the last completed step. Never taken on the main thread (a step can take long).
+//   - metadataMutex_: the metadata strings; held only to copy or merge them, so the main thread
+//     may take it.
+//   - the threshold and the thread count are atomics.
 class Model {
  public:
   // A new model with freshly initialised weights (PyTorch's default initialisation, seeded).
@@ -43,25 +44,26 @@ class Model {
   // A model whose weights come from a file (the network is built from its metadata).
   Model(const ModelConfig& config, torch::Device device, SiameseNet net);
 
+  // The network. Use it under weightsMutex() when another thread may use the model.
   SiameseNet& net() { return net_; }
-  const ModelConfig& config() const { return config_; }
-  void setThreshold(double threshold) { config_.threshold = threshold; }
+  const SiameseNet& net() const { return net_; }
+  // What the model was built for, with its current threshold.
+  ModelConfig config() const;
+  const NetworkShape& shape() const { return config_.shape; }
+  Loss loss() const { return config_.loss; }
+  double threshold() const { return threshold_.load(); }
+  void setThreshold(double threshold) { threshold_.store(threshold); }
   torch::Device device() const { return device_; }
 
   // LibTorch threads for this model's work (0: LibTorch's default). With OpenMP the count is a
   // per-thread setting, so every job applies it on the thread it runs on (useThreads()).
-  void setThreads(int threads) { threads_ = threads; }
-  int threads() const { return threads_; }
+  void setThreads(int threads) { threads_.store(threads); }
+  int threads() const { return threads_.load(); }
   void useThreads() const;
 
-  // Held while the weights change (one optimiser step) or are read (inference): inference
-  // during training sees the weights of the last completed step.
-  std::mutex& weightsMutex() { return weightsMutex_; }
-  // The network's weight layout for training (true) or inference (false), under the weights lock.
-  void useTrainingLayout(bool training) {
-    std::lock_guard<std::mutex> lock(weightsMutex_);
-    net_->useTrainingLayout(training);
-  }
+  std::mutex& weightsMutex() const { return weightsMutex_; }
+  // Training mode and weight layout for training (true) or inference (false), under the weights lock.
+  void useForTraining(bool training);
 
   // uint8 [N, H, W] (CPU) -> float [N, E] (CPU), in batches, without gradients.
   torch::Tensor embedImages(const torch::Tensor& images, int64_t batchSize = 128);
@@ -70,35 +72,19 @@ class Model {
   // Raw scores of the same pairs: logits (different, same) for pair-ce, [B, 2]; distances, [B].
   torch::Tensor pairScores(const torch::Tensor& e1, const torch::Tensor& e2);
 
-  // Extra metadata carried into every file this model writes (classes, training options...).
-  Metadata& extraMetadata() { return extra_; }
-  Metadata fileMetadata(const std::string& kind) const;
+  // A copy of the metadata, and a merge of new entries into it (under metadataMutex_).
+  Metadata metadata() const;
+  void setMetadata(const Metadata& entries);
 
  private:
-  ModelConfig config_;
-  torch::Device device_;
+  const ModelConfig config_;  // immutable; its threshold is the initial one (see threshold_)
+  const torch::Device device_;
+  std::atomic<double> threshold_;
   std::atomic<int> threads_{0};
-  SiameseNet net_{nullptr};
-  std::mutex weightsMutex_;
-  Metadata extra_;
+  SiameseNet net_{nullptr};  // guarded by weightsMutex_
+  mutable std::mutex weightsMutex_;
+  Metadata metadata_;  // guarded by metadataMutex_
+  mutable std::mutex metadataMutex_;
 };
-
-// Model files (safetensors, reference tensor names). Resume files add the optimiser state.
-struct OptimizerSnapshot {
-  std::string kind;  // "adam" or "sgd"
-  Metadata settings;
-  std::map<std::string, torch::Tensor> tensors;  // "<param>.exp_avg", ...
-};
-
-void saveModelFile(Model& model, const std::string& path, const Metadata& extra);
-void saveCheckpointFile(Model& model, const OptimizerSnapshot& optimizer, const std::string& path,
-                        const Metadata& extra);
-
-struct LoadedModel {
-  std::unique_ptr<Model> model;
-  Metadata metadata;
-  OptimizerSnapshot optimizer;  // empty kind for a plain model file
-};
-LoadedModel loadModelFile(const std::string& path, torch::Device device);
 
 }  // namespace siamese::core

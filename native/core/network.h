@@ -1,4 +1,4 @@
-// The reference Siamese network of RECIPE.md. Parameter names are those of the reference PyTorch
+// The reference Siamese network (docs/recipe.md). Parameter names are those of the reference PyTorch
 // module (conv1, conv2, conv3, linear1, linear2) so that its state_dict and our files agree.
 #pragma once
 
@@ -9,12 +9,14 @@
 
 #include <torch/torch.h>
 
+#include "contract.h"
+
 namespace siamese::core {
 
 struct NetworkShape {
-  int64_t width = 28;
-  int64_t height = 28;
-  int64_t embeddingSize = 512;
+  int64_t width = defaults::kWidth;
+  int64_t height = defaults::kHeight;
+  int64_t embeddingSize = defaults::kEmbeddingSize;
 };
 
 // Smallest input side the tower accepts: 7x7 conv, 2x2 pool, two 5x5 convs leave >= 1 pixel.

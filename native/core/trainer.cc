@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 #include <type_traits>
 
 #include "errors.h"
 #include "evaluate.h"
-#include "random.h"
+#include "sampling.h"
 
 namespace siamese::core {
 
@@ -18,6 +19,8 @@ using Clock = std::chrono::steady_clock;
 namespace F = torch::nn::functional;
 
 double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// ---- the optimiser and its state ----
 
 // The optimiser's state map is keyed by the TensorImpl pointer: in LibTorch 1.x as the string
 // c10::guts::to_string gives (the pointer streamed), in 2.x as the pointer itself.
@@ -33,60 +36,57 @@ Key stateKey(const torch::Tensor& p) {
 }
 
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(Model& model, const TrainConfig& c) {
-  if (c.optimizer == "adam") {
-    return std::make_unique<torch::optim::Adam>(model.net()->parameters(),
-                                                torch::optim::AdamOptions(c.lr).weight_decay(c.weightDecay));
+  switch (c.optimizer) {
+    case Optimizer::Adam:
+      return std::make_unique<torch::optim::Adam>(model.net()->parameters(),
+                                                  torch::optim::AdamOptions(c.lr).weight_decay(c.weightDecay));
+    case Optimizer::Sgd:
+      return std::make_unique<torch::optim::SGD>(
+          model.net()->parameters(), torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weightDecay));
   }
-  if (c.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        model.net()->parameters(), torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weightDecay));
-  }
-  throw InvalidArgumentError("unknown optimizer \"" + c.optimizer + "\"");
+  throw InvalidArgumentError("unknown optimizer");
 }
 
-OptimizerSnapshot snapshot(Model& model, torch::optim::Optimizer& optimizer, const TrainConfig& c) {
+OptimizerSnapshot snapshot(Model& model, torch::optim::Optimizer& optimizer, Optimizer kind) {
   OptimizerSnapshot s;
-  s.kind = c.optimizer;
+  s.kind = kind;
   auto& state = optimizer.state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
-  int64_t step = 0;
   for (const auto& item : model.net()->named_parameters()) {
     const auto it = state.find(stateKey<Key>(item.value()));
     if (it == state.end()) continue;
-    if (c.optimizer == "adam") {
+    if (kind == Optimizer::Adam) {
       const auto& adam = static_cast<const torch::optim::AdamParamState&>(*it->second);
       s.tensors[item.key() + ".exp_avg"] = adam.exp_avg();
       s.tensors[item.key() + ".exp_avg_sq"] = adam.exp_avg_sq();
-      step = adam.step();
+      s.step = adam.step();
     } else {
       const auto& sgd = static_cast<const torch::optim::SGDParamState&>(*it->second);
       if (sgd.momentum_buffer().defined()) s.tensors[item.key() + ".momentum_buffer"] = sgd.momentum_buffer();
     }
   }
-  s.settings["step"] = std::to_string(step);
   return s;
 }
 
-void restore(Model& model, torch::optim::Optimizer& optimizer, const TrainConfig& c, const OptimizerSnapshot& s) {
-  if (s.kind != c.optimizer) {
-    throw InvalidArgumentError("the checkpoint was trained with " + s.kind + ", not " + c.optimizer);
+void restore(Model& model, torch::optim::Optimizer& optimizer, Optimizer kind, const OptimizerSnapshot& s) {
+  if (s.kind != kind) {
+    throw InvalidArgumentError(std::string("the checkpoint was trained with ") + choiceName(s.kind) + ", not " +
+                               choiceName(kind));
   }
   auto& state = optimizer.state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
-  const auto stepIt = s.settings.find("step");
-  const int64_t step = stepIt == s.settings.end() ? 0 : std::stoll(stepIt->second);
   const auto device = model.device();
   for (const auto& item : model.net()->named_parameters()) {
     const auto tensor = [&](const std::string& suffix) -> torch::Tensor {
       const auto it = s.tensors.find(item.key() + suffix);
       return it == s.tensors.end() ? torch::Tensor() : it->second.to(device);
     };
-    if (c.optimizer == "adam") {
+    if (kind == Optimizer::Adam) {
       auto avg = tensor(".exp_avg");
       auto avgSq = tensor(".exp_avg_sq");
       if (!avg.defined() || !avgSq.defined()) continue;
       auto st = std::make_unique<torch::optim::AdamParamState>();
-      st->step(step);
+      st->step(s.step);
       st->exp_avg(avg);
       st->exp_avg_sq(avgSq);
       state[stateKey<Key>(item.value())] = std::move(st);
@@ -99,6 +99,8 @@ void restore(Model& model, torch::optim::Optimizer& optimizer, const TrainConfig
     }
   }
 }
+
+// ---- losses and training accuracy of mined batches ----
 
 // Mined triplet loss over a class-balanced batch (all pairwise distances of the batch).
 torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Tensor& labels, double margin,
@@ -132,7 +134,7 @@ torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Ten
 // when the positive is closer than the negative.
 int64_t pairsDecidedRight(Model& model, const torch::Tensor& a, const torch::Tensor& p, const torch::Tensor& n) {
   torch::NoGradGuard noGrad;
-  if (model.config().loss == Loss::PairCE) {
+  if (model.loss() == Loss::PairCE) {
     return (model.net()->head(a, p).argmax(1) == 1).sum().item<int64_t>() +
            (model.net()->head(a, n).argmax(1) == 0).sum().item<int64_t>();
   }
@@ -149,172 +151,257 @@ int64_t hardestOrderedRight(const torch::Tensor& embeddings, const torch::Tensor
   return (farthestPositive < nearestNegative).sum().item<int64_t>();
 }
 
+// NHWC weights while training, NCHW again afterwards however training ends. The gradients go
+// too: the next run starts from zero anyway, and kept, they doubled a trained model's memory.
+class TrainingLayout {
+ public:
+  explicit TrainingLayout(Model& model) : model_(model) { model_.useForTraining(true); }
+  ~TrainingLayout() {
+    try {
+      model_.useForTraining(false);
+    } catch (...) {
+      // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
+    }
+    std::lock_guard<std::mutex> lock(model_.weightsMutex());
+    for (auto& parameter : model_.net()->parameters()) parameter.mutable_grad().reset();
+  }
+  TrainingLayout(const TrainingLayout&) = delete;
+  TrainingLayout& operator=(const TrainingLayout&) = delete;
+
+ private:
+  Model& model_;
+};
+
+// ---- one run ----
+
+// The batches of one epoch: triplets in a visit order, or class-balanced batches for mining.
+struct EpochPlan {
+  Triplets triplets;
+  std::vector<int64_t> order;
+  std::vector<int64_t> mined;  // P * K image indices a batch, concatenated
+  int64_t batches = 0;
+};
+
+// What one optimiser step did.
+struct StepResult {
+  torch::Tensor loss;
+  int64_t pairs = 0;  // labelled pairs trained on
+  int64_t right = 0;  // of which decided right
+};
+
+class Trainer {
+ public:
+  Trainer(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c, const TrainHooks& hooks)
+      : model_(model),
+        c_(c),
+        hooks_(hooks),
+        device_(model.device()),
+        norm_(model.config().norm),
+        mined_(model.loss() == Loss::Triplet && c.mining != Mining::None),
+        trainIndex_(train.labels.data(), train.labels.size(), train.numClasses),
+        testImages_(test.images),
+        testTriplets_(
+            balancedTriplets(ClassIndex(test.labels.data(), test.labels.size(), test.numClasses), c.testSeed, 0)),
+        trainImages_(train.images.to(device_)),
+        trainLabels_(torch::tensor(train.labels, torch::kLong).to(device_)) {
+    if (!mined_ && c.pairs == PairScheme::Reference) reference_ = referenceTriplets(trainIndex_, c.seed);
+    if (mined_) {
+      // Class-balanced batches for mining: P classes (at most 16), K images each, P * K <= batch size.
+      int eligible = 0;
+      for (int k = 0; k < trainIndex_.numClasses(); ++k) eligible += trainIndex_.members(k).size() >= 2;
+      classesPerBatch_ = std::min(eligible, 16);
+      imagesPerClass_ = static_cast<int>(std::max<int64_t>(2, c.batchSize / std::max(classesPerBatch_, 1)));
+    }
+  }
+
+  TrainOutcome run(int64_t startEpoch, const OptimizerSnapshot* resume) {
+    optimizer_ = makeOptimizer(model_, c_);
+    if (resume != nullptr) restore(model_, *optimizer_, c_.optimizer, *resume);
+    if (!c_.outDir.empty()) std::filesystem::create_directories(c_.outDir);
+    TrainingLayout layout(model_);
+    TrainOutcome outcome;
+    for (int64_t epoch = startEpoch + 1; epoch <= c_.epochs; ++epoch) {
+      if (!runEpoch(epoch, outcome)) {
+        outcome.stopped = true;
+        return outcome;
+      }
+    }
+    if (!c_.outDir.empty()) {
+      const std::string path = (std::filesystem::path(c_.outDir) / "model.safetensors").string();
+      saveModelFile(model_, path, {{"epoch", std::to_string(c_.epochs)}});
+      if (hooks_.onFile) hooks_.onFile("model", path);
+    }
+    return outcome;
+  }
+
+ private:
+  // One epoch: its batches, then evaluation and a checkpoint. False when asked to stop.
+  bool runEpoch(int64_t epoch, TrainOutcome& outcome) {
+    const auto started = Clock::now();
+    const EpochPlan plan = planEpoch(epoch);
+    double lossSum = 0;
+    int64_t pairsDone = 0;
+    int64_t pairsRight = 0;
+    auto lastReport = Clock::now();
+    for (int64_t b = 0; b < plan.batches; ++b) {
+      if (hooks_.stop != nullptr && hooks_.stop->load()) return false;
+      const StepResult step = trainStep(plan, b);
+      lossSum += step.loss.item<double>();
+      pairsDone += step.pairs;
+      pairsRight += step.right;
+      if (hooks_.onBatch && (secondsSince(lastReport) >= 0.1 || b + 1 == plan.batches)) {
+        lastReport = Clock::now();
+        reportBatch(epoch, b, plan.batches, step.loss.item<double>(), pairsDone, started);
+      }
+    }
+    const double trainSeconds = secondsSince(started);
+    const PairMetrics m = evaluate();
+
+    EpochMetrics metrics;
+    metrics.epoch = epoch;
+    metrics.trainLoss = lossSum / static_cast<double>(std::max<int64_t>(plan.batches, 1));
+    metrics.trainAccuracy = static_cast<double>(pairsRight) / static_cast<double>(std::max<int64_t>(pairsDone, 1));
+    metrics.testLoss = m.loss;
+    // A distance model has just taken the best threshold as its own: its accuracy is at that one.
+    metrics.testAccuracy = model_.loss() == Loss::PairCE ? m.accuracy : m.bestAccuracy;
+    metrics.auc = m.auc;
+    metrics.threshold = m.threshold;
+    metrics.seconds = secondsSince(started);
+    metrics.pairsPerSecond = static_cast<double>(pairsDone) / std::max(trainSeconds, 1e-9);
+    model_.setMetadata({{"metrics", metricsJson(metrics)}});
+    outcome.history.push_back(metrics);
+    if (hooks_.onEpoch) hooks_.onEpoch(metrics);
+    if (!c_.outDir.empty() && c_.saveEvery > 0 && epoch % c_.saveEvery == 0) checkpoint(epoch);
+    return true;
+  }
+
+  EpochPlan planEpoch(int64_t epoch) const {
+    const auto epochIndex = static_cast<uint64_t>(epoch - 1);
+    EpochPlan plan;
+    if (mined_) {
+      plan.mined = classBalancedBatches(trainIndex_, classesPerBatch_, imagesPerClass_, c_.seed, epochIndex);
+      plan.batches = static_cast<int64_t>(plan.mined.size()) / (classesPerBatch_ * imagesPerClass_);
+    } else {
+      plan.triplets =
+          c_.pairs == PairScheme::Reference ? reference_ : balancedTriplets(trainIndex_, c_.seed, epochIndex);
+      plan.order = epochOrder(plan.triplets.size(), c_.seed, epochIndex);
+      plan.batches = (static_cast<int64_t>(plan.triplets.size()) + c_.batchSize - 1) / c_.batchSize;
+    }
+    return plan;
+  }
+
+  // Forward, backward and one optimiser step (under the weights lock) on batch b of the plan.
+  StepResult trainStep(const EpochPlan& plan, int64_t b) {
+    StepResult r;
+    if (mined_) {
+      const int64_t per = classesPerBatch_ * imagesPerClass_;
+      const auto begin = plan.mined.begin() + b * per;
+      const auto indices = torch::tensor(std::vector<int64_t>(begin, begin + per), torch::kLong).to(device_);
+      const auto embeddings = model_.net()->embed(gatherNormalized(trainImages_, indices, norm_));
+      const auto labels = trainLabels_.index_select(0, indices);
+      r.loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
+      r.pairs = 2 * per;
+      r.right = 2 * hardestOrderedRight(embeddings.detach(), labels);
+    } else {
+      const size_t begin = static_cast<size_t>(b * c_.batchSize);
+      const size_t end = std::min(plan.triplets.size(), begin + static_cast<size_t>(c_.batchSize));
+      // One batched forward pass for anchors, positives and negatives together.
+      const auto embeddings =
+          model_.net()->embed(tripletBatch(trainImages_, plan.triplets, plan.order, begin, end, norm_));
+      const auto parts = embeddings.chunk(3);
+      r.loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
+      r.pairs = 2 * static_cast<int64_t>(end - begin);
+      r.right = pairsDecidedRight(model_, parts[0].detach(), parts[1].detach(), parts[2].detach());
+    }
+    optimizer_->zero_grad();
+    r.loss.backward();
+    {
+      std::lock_guard<std::mutex> lock(model_.weightsMutex());
+      optimizer_->step();
+    }
+    return r;
+  }
+
+  void reportBatch(int64_t epoch, int64_t b, int64_t batches, double loss, int64_t pairsDone,
+                   Clock::time_point started) {
+    const double elapsed = secondsSince(started);
+    BatchProgress p;
+    p.epoch = epoch;
+    p.epochs = c_.epochs;
+    p.batch = b + 1;
+    p.batches = batches;
+    p.loss = loss;
+    p.pairsPerSecond = static_cast<double>(pairsDone) / std::max(elapsed, 1e-9);
+    p.etaSeconds = elapsed / static_cast<double>(b + 1) * static_cast<double>(batches - b - 1);
+    hooks_.onBatch(p);
+  }
+
+  // Metrics on the fixed test pairs, in the inference layout, as evaluate() and predict() compute
+  // them: the same numbers, and NHWC weights make small inference batches several times slower. A
+  // distance model takes the best threshold as its decision threshold.
+  PairMetrics evaluate() {
+    model_.useForTraining(false);
+    const PairMetrics m = evaluatePairs(model_, model_.embedImages(testImages_), testTriplets_);
+    model_.useForTraining(true);
+    if (model_.loss() != Loss::PairCE) model_.setThreshold(m.threshold);
+    return m;
+  }
+
+  void checkpoint(int64_t epoch) {
+    const std::string path =
+        (std::filesystem::path(c_.outDir) / ("checkpoint-epoch-" + std::to_string(epoch) + ".safetensors")).string();
+    saveCheckpointFile(model_, snapshot(model_, *optimizer_, c_.optimizer), path, {{"epoch", std::to_string(epoch)}});
+    if (hooks_.onFile) hooks_.onFile("checkpoint", path);
+  }
+
+  Model& model_;
+  const TrainConfig& c_;
+  const TrainHooks& hooks_;
+  const torch::Device device_;
+  const Normalization norm_;
+  const bool mined_;
+  const ClassIndex trainIndex_;
+  const torch::Tensor testImages_;
+  const Triplets testTriplets_;
+  const torch::Tensor trainImages_;
+  const torch::Tensor trainLabels_;
+  Triplets reference_;
+  int classesPerBatch_ = 0;
+  int imagesPerClass_ = 0;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+};
+
+std::string number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
 }  // namespace
 
-Mining parseMining(const std::string& name) {
-  if (name == "none") return Mining::None;
-  if (name == "batch-hard") return Mining::BatchHard;
-  if (name == "semi-hard") return Mining::SemiHard;
-  throw InvalidArgumentError("unknown mining \"" + name + "\"");
+std::string metricsJson(const EpochMetrics& m) {
+  return "{\"epoch\":" + std::to_string(m.epoch) + ",\"trainLoss\":" + number(m.trainLoss) +
+         ",\"trainAccuracy\":" + number(m.trainAccuracy) + ",\"testLoss\":" + number(m.testLoss) +
+         ",\"testAccuracy\":" + number(m.testAccuracy) + ",\"auc\":" + number(m.auc) +
+         ",\"threshold\":" + number(m.threshold) + ",\"seconds\":" + number(m.seconds) +
+         ",\"pairsPerSecond\":" + number(m.pairsPerSecond) + "}";
 }
 
 TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c,
                         const TrainHooks& hooks, int64_t startEpoch, const OptimizerSnapshot* resume) {
   if (c.threads > 0) model.setThreads(c.threads);
   model.useThreads();  // per thread with OpenMP: set it on the training thread
-  const auto device = model.device();
+  const std::string fingerprint = dataFingerprint(train, test);
+  if (!c.expectedDataFingerprint.empty() && c.expectedDataFingerprint != fingerprint) {
+    throw InvalidArgumentError(
+        "the data is not the data the checkpoint was trained on (its images, labels or classes differ): resume with "
+        "the same data, or start a new run");
+  }
+  model.setMetadata({{"data_fingerprint", fingerprint}});
   // cuDNN autotuning: the batch shape is fixed, so the fastest algorithm found once is reused.
-  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  const Normalization norm = model.config().norm;
-  const bool mined = model.config().loss == Loss::Triplet && c.mining != Mining::None;
-
-  const ClassIndex trainIndex(train.labels.data(), train.labels.size(), train.numClasses);
-  const ClassIndex testIndex(test.labels.data(), test.labels.size(), test.numClasses);
-  const Triplets testTriplets = balancedTriplets(testIndex, c.testSeed, 0);
-  const torch::Tensor trainImages = train.images.to(device);
-  const torch::Tensor trainLabels = torch::tensor(train.labels, torch::kLong).to(device);
-  Triplets reference;
-  if (!mined && c.pairs == "reference") reference = referenceTriplets(trainIndex, c.seed);
-
-  // Class-balanced batches for mining: P classes (at most 16), K images each, P * K <= batch size.
-  int classesPerBatch = 0;
-  int imagesPerClass = 0;
-  if (mined) {
-    int eligible = 0;
-    for (int k = 0; k < trainIndex.numClasses(); ++k) eligible += trainIndex.members(k).size() >= 2;
-    classesPerBatch = std::min(eligible, 16);
-    imagesPerClass = static_cast<int>(std::max<int64_t>(2, c.batchSize / std::max(classesPerBatch, 1)));
-  }
-
-  auto optimizer = makeOptimizer(model, c);
-  if (resume != nullptr) restore(model, *optimizer, c, *resume);
-  if (!c.outDir.empty()) std::filesystem::create_directories(c.outDir);
-
-  // NHWC weights while training, NCHW again afterwards however training ends. The gradients go
-  // too: the next run starts from zero anyway, and kept, they doubled a trained model's memory.
-  struct TrainingLayout {
-    Model& model;
-    explicit TrainingLayout(Model& m) : model(m) { model.useTrainingLayout(true); }
-    ~TrainingLayout() {
-      try {
-        model.useTrainingLayout(false);
-      } catch (...) {
-        // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
-      }
-      for (auto& parameter : model.net()->parameters()) parameter.mutable_grad().reset();
-    }
-  } layout(model);
-
-  TrainOutcome outcome;
-  model.net()->train();
-  for (int64_t epoch = startEpoch + 1; epoch <= c.epochs; ++epoch) {
-    const auto epochStart = Clock::now();
-    const auto epochIndex = static_cast<uint64_t>(epoch - 1);
-    Triplets triplets;
-    std::vector<int64_t> order;
-    std::vector<int64_t> batchesFlat;
-    int64_t batches = 0;
-    if (mined) {
-      batchesFlat = classBalancedBatches(trainIndex, classesPerBatch, imagesPerClass, c.seed, epochIndex);
-      batches = static_cast<int64_t>(batchesFlat.size()) / (classesPerBatch * imagesPerClass);
-    } else {
-      triplets = c.pairs == "reference" ? reference : balancedTriplets(trainIndex, c.seed, epochIndex);
-      order = epochOrder(triplets.size(), c.seed, epochIndex);
-      batches = (static_cast<int64_t>(triplets.size()) + c.batchSize - 1) / c.batchSize;
-    }
-
-    double lossSum = 0;
-    int64_t pairsDone = 0;
-    int64_t pairsRight = 0;
-    auto lastReport = Clock::now();
-    for (int64_t b = 0; b < batches; ++b) {
-      if (hooks.stop != nullptr && hooks.stop->load()) {
-        outcome.stopped = true;
-        return outcome;
-      }
-      torch::Tensor loss;
-      int64_t pairs = 0;
-      if (mined) {
-        const int64_t per = classesPerBatch * imagesPerClass;
-        const auto begin = batchesFlat.begin() + b * per;
-        const auto indices = torch::tensor(std::vector<int64_t>(begin, begin + per), torch::kLong).to(device);
-        const auto embeddings = model.net()->embed(gatherNormalized(trainImages, indices, norm));
-        const auto labels = trainLabels.index_select(0, indices);
-        loss = minedTripletLoss(embeddings, labels, model.config().margin, c.mining);
-        pairs = 2 * per;
-        pairsRight += 2 * hardestOrderedRight(embeddings.detach(), labels);
-      } else {
-        const size_t begin = static_cast<size_t>(b * c.batchSize);
-        const size_t end = std::min(triplets.size(), begin + static_cast<size_t>(c.batchSize));
-        // One batched forward pass for anchors, positives and negatives together.
-        const auto embeddings = model.net()->embed(tripletBatch(trainImages, triplets, order, begin, end, norm));
-        const auto parts = embeddings.chunk(3);
-        loss = tripletLoss(model, parts[0], parts[1], parts[2]);
-        pairs = 2 * static_cast<int64_t>(end - begin);
-        pairsRight += pairsDecidedRight(model, parts[0].detach(), parts[1].detach(), parts[2].detach());
-      }
-      optimizer->zero_grad();
-      loss.backward();
-      {
-        std::lock_guard<std::mutex> lock(model.weightsMutex());
-        optimizer->step();
-      }
-      lossSum += loss.item<double>();
-      pairsDone += pairs;
-      if (hooks.onBatch && (secondsSince(lastReport) >= 0.1 || b + 1 == batches)) {
-        lastReport = Clock::now();
-        const double elapsed = secondsSince(epochStart);
-        BatchProgress p;
-        p.epoch = epoch;
-        p.epochs = c.epochs;
-        p.batch = b + 1;
-        p.batches = batches;
-        p.loss = loss.item<double>();
-        p.pairsPerSecond = static_cast<double>(pairsDone) / std::max(elapsed, 1e-9);
-        p.etaSeconds = elapsed / static_cast<double>(b + 1) * static_cast<double>(batches - b - 1);
-        hooks.onBatch(p);
-      }
-    }
-    const double trainSeconds = secondsSince(epochStart);
-
-    // Evaluate in the inference layout, as evaluate() and predict() do: the same numbers, and NHWC
-    // weights make small inference batches several times slower.
-    model.net()->eval();
-    model.useTrainingLayout(false);
-    const torch::Tensor testEmbeddings = model.embedImages(test.images);
-    const PairMetrics m = evaluatePairs(model, testEmbeddings, testTriplets);
-    model.useTrainingLayout(true);
-    model.net()->train();
-    if (model.config().loss != Loss::PairCE) model.setThreshold(m.threshold);
-
-    EpochMetrics metrics;
-    metrics.epoch = epoch;
-    metrics.trainLoss = lossSum / static_cast<double>(std::max<int64_t>(batches, 1));
-    metrics.trainAccuracy = static_cast<double>(pairsRight) / static_cast<double>(std::max<int64_t>(pairsDone, 1));
-    metrics.testLoss = m.loss;
-    metrics.testAccuracy = m.accuracy;
-    metrics.auc = m.auc;
-    metrics.threshold = m.threshold;
-    metrics.seconds = secondsSince(epochStart);
-    metrics.pairsPerSecond = static_cast<double>(pairsDone) / std::max(trainSeconds, 1e-9);
-    outcome.history.push_back(metrics);
-    if (hooks.onEpoch) hooks.onEpoch(metrics);
-
-    if (!c.outDir.empty() && c.saveEvery > 0 && epoch % c.saveEvery == 0) {
-      const std::string path =
-          (std::filesystem::path(c.outDir) / ("checkpoint-epoch-" + std::to_string(epoch) + ".safetensors")).string();
-      OptimizerSnapshot s = snapshot(model, *optimizer, c);
-      s.settings["lr"] = std::to_string(c.lr);
-      saveCheckpointFile(model, s, path, {{"epoch", std::to_string(epoch)}});
-      if (hooks.onFile) hooks.onFile("checkpoint", path);
-    }
-  }
-  if (!c.outDir.empty()) {
-    const std::string path = (std::filesystem::path(c.outDir) / "model.safetensors").string();
-    saveModelFile(model, path, {{"epoch", std::to_string(c.epochs)}});
-    if (hooks.onFile) hooks.onFile("model", path);
-  }
-  return outcome;
+  if (model.device().is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  Trainer trainer(model, train, test, c, hooks);
+  return trainer.run(startEpoch, resume);
 }
 
 }  // namespace siamese::core

@@ -11,35 +11,29 @@
 
 #include <torch/torch.h>
 
+#include "contract.h"
+#include "dataset.h"
 #include "model.h"
-#include "sampling.h"
+#include "model_file.h"
 
 namespace siamese::core {
 
-enum class Mining { None, BatchHard, SemiHard };
-Mining parseMining(const std::string& name);
-
 struct TrainConfig {
-  int64_t epochs = 10;
-  int64_t batchSize = 64;
-  uint64_t seed = 0;
-  std::string pairs = "balanced";  // "reference" | "balanced"
-  Mining mining = Mining::None;    // triplet loss only
-  std::string optimizer = "adam";  // "adam" | "sgd"
-  double lr = 1e-3;
-  double weightDecay = 1e-4;
-  double momentum = 0.9;  // sgd
-  int64_t saveEvery = 2;  // 0: no checkpoints
-  std::string outDir;     // empty: write nothing
-  int threads = 0;        // 0: LibTorch's default
-  uint64_t testSeed = 0;  // the fixed test pairs
-};
-
-// A labelled set as tensors: uint8 [N, H, W] on the CPU and its labels.
-struct ImageData {
-  torch::Tensor images;
-  std::vector<int32_t> labels;
-  int numClasses = 0;
+  int64_t epochs = defaults::kEpochs;
+  int64_t batchSize = defaults::kBatchSize;
+  uint64_t seed = defaults::kSeed;
+  PairScheme pairs = defaults::kPairs;
+  Mining mining = defaults::kMining;  // triplet loss only
+  Optimizer optimizer = defaults::kOptimizer;
+  double lr = defaults::kLr;
+  double weightDecay = defaults::kWeightDecay;
+  double momentum = defaults::kMomentum;     // sgd
+  int64_t saveEvery = defaults::kSaveEvery;  // 0: no checkpoints
+  std::string outDir;                        // empty: write nothing
+  int threads = 0;                           // 0: LibTorch's default
+  uint64_t testSeed = 0;                     // the fixed test pairs
+  // A resume's check that the data is the checkpoint's (dataFingerprint); empty: none.
+  std::string expectedDataFingerprint;
 };
 
 struct BatchProgress {
@@ -64,6 +58,9 @@ struct EpochMetrics {
   double pairsPerSecond = 0;
 };
 
+// The metrics as a JSON object with the names JavaScript's EpochMetrics has (the "metrics" metadata).
+std::string metricsJson(const EpochMetrics& m);
+
 struct TrainHooks {
   std::function<void(const BatchProgress&)> onBatch;
   std::function<void(const EpochMetrics&)> onEpoch;
@@ -78,6 +75,8 @@ struct TrainOutcome {
 
 // Trains epochs [startEpoch + 1, config.epochs]. `resume` restores the optimiser state of a
 // checkpoint written after epoch `startEpoch` (same seed: the same result as an uninterrupted run).
+// Records the data's fingerprint and each epoch's metrics in the model's metadata, so that every
+// file written carries them.
 TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& config,
                         const TrainHooks& hooks, int64_t startEpoch = 0, const OptimizerSnapshot* resume = nullptr);
 

@@ -1,5 +1,5 @@
 // libFuzzer harness for model files: the safetensors header checks (native/core/safetensors.cc,
-// json.cc) and the whole loader behind siamese-torch's load() (loadModelFile in model.cc).
+// json.cc) and the whole loader behind siamese-torch's loadModel() (loadModelFile in model_file.cc).
 //
 // Every input is a file's bytes. The header is first checked in memory, as the file holds it.
 // Then the file is loaded from disk. A model of the real architecture is megabytes of weights, too
@@ -17,7 +17,7 @@
 
 #include "../core/errors.h"
 #include "../core/json.h"
-#include "../core/model.h"
+#include "../core/model_file.h"
 #include "../core/safetensors.h"
 #include "fuzz_file.h"
 
@@ -88,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool fill = declared > size && declared - size <= kMaxFill;
   file.assign(data, size, fill ? static_cast<size_t>(declared) : size);
   expectResultOrOurError("loadModelFile", [&] {
-    const LoadedModel loaded = loadModelFile(file.path(), torch::kCPU);
+    const LoadedModel loaded = loadModelFile(file.path(), torch::kCPU, /*withOptimizer=*/true);
     if (!loaded.model) std::abort();
   });
   return 0;

@@ -8,14 +8,22 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "../core/batch.h"
+#include "../core/contract.h"
 #include "../core/cpu_allocator.h"
+#include "../core/dataset.h"
 #include "../core/errors.h"
 #include "../core/evaluate.h"
+#include "../core/inference.h"
 #include "../core/json.h"
+#include "../core/model.h"
+#include "../core/model_file.h"
 #include "../core/network.h"
 #include "../core/random.h"
 #include "../core/sampling.h"
+#include "../core/trainer.h"
 
 namespace {
 
@@ -166,6 +174,150 @@ void testParameterShapesMatchTheNetwork() {
   }
 }
 
+void testContract() {
+  check(parseChoice<Loss>("triplet") == Loss::Triplet && choiceName(Loss::Contrastive) == std::string("contrastive"),
+        "loss names both ways");
+  check(parseChoice<Mining>("semi-hard") == Mining::SemiHard && parseChoice<Optimizer>("sgd") == Optimizer::Sgd &&
+            parseChoice<PairScheme>("reference") == PairScheme::Reference,
+        "mining, optimizer and pair scheme names");
+  checkThrows<InvalidArgumentError>([] { parseChoice<Loss>("hinge"); }, "an unknown name is refused");
+  bool roundTrip = true;
+  for (const auto& [value, name] : Choices<Mining>::values) roundTrip = roundTrip && parseChoice<Mining>(name) == value;
+  check(roundTrip, "every mining name parses back to its value");
+}
+
+// A small labelled set: `perClass` images of each of `classes` classes, each class a shade of gray.
+ImageData shadedSet(int classes, int perClass, int64_t side = 28) {
+  ImageData set;
+  set.images = torch::empty({classes * perClass, side, side}, torch::kUInt8);
+  for (int c = 0; c < classes; ++c) {
+    for (int i = 0; i < perClass; ++i) {
+      set.images[c * perClass + i].fill_(20 + 40 * c + i);
+      set.labels.push_back(c);
+    }
+  }
+  set.numClasses = classes;
+  return set;
+}
+
+void testDataFingerprint() {
+  const ImageData train = shadedSet(3, 4);
+  const ImageData test = shadedSet(3, 2);
+  const std::string f = dataFingerprint(train, test);
+  check(f.size() == 16 && f == dataFingerprint(shadedSet(3, 4), shadedSet(3, 2)),
+        "the same data, the same fingerprint");
+  ImageData pixel = shadedSet(3, 4);
+  pixel.images[5][27][27] = 0;
+  check(dataFingerprint(pixel, test) != f, "one pixel changes it");
+  ImageData label = shadedSet(3, 4);
+  label.labels[0] = 1;
+  check(dataFingerprint(label, test) != f, "one label changes it");
+  ImageData classes = shadedSet(3, 4);
+  classes.numClasses = 4;
+  check(dataFingerprint(classes, test) != f, "the class count changes it");
+  check(dataFingerprint(test, train) != f, "the splits are not interchangeable");
+}
+
+void testInference() {
+  Model model(ModelConfig{}, torch::kCPU, 3);
+  const ImageData set = shadedSet(3, 3);
+  const auto left = set.images.slice(0, 0, 4);
+  const auto right = set.images.slice(0, 4, 8);
+  const auto p = predictPairs(model, left, right);
+  check(p.sizes() == torch::IntArrayRef({4}), "predictPairs: one probability a pair");
+  const auto e = model.embedImages(torch::cat({left, right}));
+  const auto direct = model.sameProbability(e.slice(0, 0, 4), e.slice(0, 4, 8));
+  check(torch::allclose(p, direct), "predictPairs: P(same) of the pairs' embeddings");
+  checkThrows<InvalidArgumentError>([&] { predictPairs(model, left, right.slice(0, 0, 3)); }, "unequal sides refused");
+
+  // classScores: per class, the best P(same) of the query against that class's support images.
+  const auto queries = set.images.slice(0, 0, 2);
+  const std::vector<int32_t> labels = {0, 1, 1, 2};
+  const auto support = set.images.index_select(0, torch::tensor({1, 3, 5, 7}, torch::kLong));
+  const auto scores = classScores(model, queries, support, labels, 4);
+  check(scores.sizes() == torch::IntArrayRef({2, 4}), "classScores: [queries, classes]");
+  bool best = true;
+  for (int64_t q = 0; q < 2; ++q) {
+    const auto pq = predictPairs(model, queries[q].unsqueeze(0).expand({4, 28, 28}).contiguous(), support);
+    best = best && std::abs(scores[q][1].item<float>() - std::max(pq[1].item<float>(), pq[2].item<float>())) < 1e-5f &&
+           std::abs(scores[q][0].item<float>() - pq[0].item<float>()) < 1e-5f;
+  }
+  check(best, "classScores: the highest P(same) over a class's examples");
+  check(scores[0][3].item<float>() == -1.0f, "a class without support scores -1");
+  checkThrows<InvalidArgumentError>(
+      [&] {
+        classScores(model, queries, support, {0, 1, 1, 9}, 4);
+      },
+      "a support label outside the classes refused");
+
+  // evaluateSet: the fixed test pairs of the set, and one-shot episodes over its embeddings.
+  const ImageData evalSet = shadedSet(4, 5);
+  EvaluationOptions options;
+  options.ways = 3;
+  options.episodes = 50;
+  const SetEvaluation r = evaluateSet(model, evalSet, options);
+  const ClassIndex index(evalSet.labels.data(), evalSet.labels.size(), evalSet.numClasses);
+  const PairMetrics pairs = evaluatePairs(model, model.embedImages(evalSet.images), balancedTriplets(index, 0, 0));
+  check(r.pairs.pairs == 40 && r.pairs.auc == pairs.auc && r.pairs.accuracy == pairs.accuracy,
+        "evaluateSet: the pair metrics of the set's fixed test pairs");
+  check(r.ways == 3 && r.oneShotAccuracy >= 0 && r.oneShotAccuracy <= 1, "evaluateSet: 3-way one-shot accuracy");
+  check(evaluateSet(model, evalSet, options).oneShotAccuracy == r.oneShotAccuracy, "seeded: the same again");
+}
+
+void testModelFileRoundTrip() {
+  char dir[] = "/tmp/siamese-core-tests-XXXXXX";
+  if (mkdtemp(dir) == nullptr) {
+    check(false, "a scratch folder");
+    return;
+  }
+  ModelConfig config;
+  config.loss = Loss::Contrastive;
+  config.threshold = 0.75;
+  Model model(config, torch::kCPU, 5);
+  model.setMetadata({{"classes", "[\"a\"]"}});
+  model.setThreshold(0.5);
+  const std::string file = std::string(dir) + "/m.safetensors";
+  saveModelFile(model, file, {{"epoch", "3"}});
+  const LoadedModel back = loadModelFile(file, torch::kCPU);
+  check(!back.checkpoint && back.model->config().loss == Loss::Contrastive, "a model file loads back with its loss");
+  check(back.model->threshold() == 0.5, "the threshold written is the current one");
+  const Metadata m = back.model->metadata();
+  check(m.at("classes") == "[\"a\"]" && m.at("epoch") == "3", "metadata and extra entries are carried");
+
+  OptimizerSnapshot state;
+  state.kind = Optimizer::Sgd;
+  for (const auto& item : model.net()->named_parameters())
+    state.tensors[item.key() + ".momentum_buffer"] = item.value().detach() * 2;
+  const std::string checkpoint = std::string(dir) + "/c.safetensors";
+  saveCheckpointFile(model, state, checkpoint, {});
+  const LoadedModel plain = loadModelFile(checkpoint, torch::kCPU);
+  check(plain.checkpoint && plain.optimizer.tensors.empty(),
+        "a checkpoint is known as one; its state read only when asked");
+  const LoadedModel full = loadModelFile(checkpoint, torch::kCPU, true);
+  check(full.optimizer.kind == Optimizer::Sgd && full.optimizer.tensors.size() == state.tensors.size(),
+        "with its state: the optimizer and every tensor");
+  check(torch::equal(full.optimizer.tensors.at("conv1.weight.momentum_buffer"),
+                     state.tensors.at("conv1.weight.momentum_buffer")),
+        "the state's values");
+  std::remove(file.c_str());
+  std::remove(checkpoint.c_str());
+  rmdir(dir);
+}
+
+void testMetricsJson() {
+  EpochMetrics m;
+  m.epoch = 2;
+  m.trainLoss = 0.25;
+  m.testAccuracy = 0.9375;
+  const Json j = parseJson(metricsJson(m));
+  std::vector<std::string> keys;
+  for (const auto& item : j.object) keys.push_back(item.first);
+  check(keys == std::vector<std::string>({"epoch", "trainLoss", "trainAccuracy", "testLoss", "testAccuracy", "auc",
+                                          "threshold", "seconds", "pairsPerSecond"}),
+        "metricsJson: the keys of JavaScript's EpochMetrics, in its order");
+  check(j.find("epoch")->integer == 2 && j.find("testAccuracy")->number == 0.9375, "metricsJson: the values");
+}
+
 void testCachingAllocator() {
   if (!installCachingCpuAllocator()) {
     std::printf("caching allocator off (SIAMESE_TORCH_CPU_ALLOCATOR=system or a sanitizer build)\n");
@@ -214,6 +366,11 @@ int main() {
   testJson();
   testRoc();
   testParameterShapesMatchTheNetwork();
+  testContract();
+  testDataFingerprint();
+  testInference();
+  testModelFileRoundTrip();
+  testMetricsJson();
   testCachingAllocator();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

@@ -1,0 +1,259 @@
+// The one contract of siamese-torch's options: every choice (losses, minings, optimizers, pair
+// schemes, towers) and every default, each with its check. The public option types, the checks
+// in lib/, and the command line's flags, choices and help are all derived from here; nothing
+// else restates a default. native/core/contract.h is the C++ side of the same list, and
+// test/contract.test.mjs checks that the two agree.
+import { invalidArg } from './validate.js'
+
+/** The losses a model can be trained with; the loss decides how pairs are scored. */
+export const LOSSES = ['pair-ce', 'contrastive', 'triplet'] as const
+/** Online mining for the triplet loss. */
+export const MININGS = ['none', 'batch-hard', 'semi-hard'] as const
+export const OPTIMIZERS = ['adam', 'sgd'] as const
+/** How training pairs are drawn (see docs/recipe.md). */
+export const PAIR_SCHEMES = ['reference', 'balanced'] as const
+/** The network that turns an image into an embedding. */
+export const TOWERS = ['reference'] as const
+/** Data sets known by name. */
+export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist'] as const
+
+/** `'pair-ce'`: the reference head and cross-entropy; `'contrastive'` and `'triplet'`: distances. */
+export type Loss = (typeof LOSSES)[number]
+export type Mining = (typeof MININGS)[number]
+export type Optimizer = (typeof OPTIMIZERS)[number]
+/**
+ * How training pairs are drawn:
+ * - `'reference'`: exactly the reference recipe: for each class and j in 0..499, anchor = image
+ *   j of the class, positive = image j + r (r uniform in 0..100, so r = 0 pairs an image with
+ *   itself, as the original does), negative = image j of a uniformly chosen other class. Drawn
+ *   once; needs 600 images in every class.
+ * - `'balanced'`: every image (of a class with two or more) is an anchor once an epoch, in a
+ *   shuffled order; the positive is another image of its class, never itself; the negative an
+ *   image of a uniformly chosen other class. Fresh every epoch.
+ */
+export type PairScheme = (typeof PAIR_SCHEMES)[number]
+export type Tower = (typeof TOWERS)[number]
+export type DataSource = (typeof DATA_SOURCES)[number]
+/** Where a model runs: `'auto'` picks CUDA when this LibTorch has it and a GPU is present. */
+export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
+
+/**
+ * One option: a few words on what it is (the command line's help), its default (`undefined`:
+ * none, or one that depends on the data), the allowed values of a choice, and its check.
+ */
+export interface Setting<T, D extends T | undefined = T | undefined> {
+  readonly kind: 'choice' | 'integer' | 'number' | 'boolean' | 'device'
+  readonly help: string
+  readonly default: D
+  readonly choices?: readonly T[]
+  /** Returns the value when it is valid; throws `ERR_INVALID_ARG` naming `name` when not. */
+  readonly check: (value: unknown, name: string) => T
+}
+
+/** The value of option `name`: its default when not given, else the checked value. */
+export function read<T, D extends T | undefined> (setting: Setting<T, D>, value: unknown, name: string): T | D {
+  return value === undefined ? setting.default : setting.check(value, name)
+}
+
+/** The type of the values a setting accepts. */
+export type ValueOf<S> = S extends { check: (value: unknown, name: string) => infer T } ? T : never
+/** The values of a table of settings, by key. */
+export type Values<Table> = { [K in keyof Table]: ValueOf<Table[K]> }
+/** The values of a table of settings once read: a setting without a default may stay undefined. */
+export type Resolved<Table> = { [K in keyof Table]: ValueOf<Table[K]> | (Table[K] extends { default: infer D } ? D : never) }
+
+function choice<const T extends string, D extends T | undefined> (values: readonly T[], fallback: D, help: string): Setting<T, D> {
+  return {
+    kind: 'choice',
+    help,
+    default: fallback,
+    choices: values,
+    check: (value, name) => {
+      if (!values.includes(value as T)) throw invalidArg(name, `one of ${values.map((v) => `'${v}'`).join(', ')}`, value)
+      return value as T
+    }
+  }
+}
+
+function integer<D extends number | undefined> (min: number, max: number, fallback: D, help: string): Setting<number, D> {
+  return {
+    kind: 'integer',
+    help,
+    default: fallback,
+    check: (value, name) => {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+        throw invalidArg(name, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value)
+      }
+      return value
+    }
+  }
+}
+
+function number<D extends number | undefined> (min: number, max: number, fallback: D, help: string): Setting<number, D> {
+  return {
+    kind: 'number',
+    help,
+    default: fallback,
+    check: (value, name) => {
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+        throw invalidArg(name, `a number from ${min} to ${max}`, value)
+      }
+      return value
+    }
+  }
+}
+
+function boolean (fallback: boolean, help: string): Setting<boolean, boolean> {
+  return {
+    kind: 'boolean',
+    help,
+    default: fallback,
+    check: (value, name) => {
+      if (typeof value !== 'boolean') throw invalidArg(name, 'a boolean', value)
+      return value
+    }
+  }
+}
+
+const DEVICE = /^(auto|cpu|cuda(:\d{1,3})?)$/
+
+/** Seeds are integers from 0 to 2^53 - 1 (exact in a double, passed to C++ as uint64). */
+const seed = (help: string): Setting<number, number> => integer(0, Number.MAX_SAFE_INTEGER, 0, help)
+
+/** Smallest image side the reference tower takes (a 7x7 conv, a 2x2 pool and two 5x5 convs). */
+export const MIN_INPUT_SIDE = 24
+/** Largest image side accepted anywhere (pixels). */
+export const MAX_SIDE = 4096
+
+const threads = integer(1, 1024, undefined, "LibTorch threads (default: LibTorch's, the physical cores)")
+const device: Setting<Device, 'auto'> = {
+  kind: 'device',
+  help: 'auto, cpu, cuda or cuda:N',
+  default: 'auto',
+  check: (value, name) => {
+    if (typeof value !== 'string' || !DEVICE.test(value)) throw invalidArg(name, "'auto', 'cpu', 'cuda' or 'cuda:N'", value)
+    return value as Device
+  }
+}
+
+/** What builds a model: `createModel`'s options, and those of `train` that build its model. */
+export const modelSettings = {
+  /** Input width in pixels (images are resized to it). */
+  width: integer(MIN_INPUT_SIDE, MAX_SIDE, 28, 'input width in pixels'),
+  /** Input height in pixels. */
+  height: integer(MIN_INPUT_SIDE, MAX_SIDE, 28, 'input height in pixels'),
+  /** Length of the embedding vectors. */
+  embeddingSize: integer(1, 65536, 512, 'embedding size'),
+  /** The loss the model is trained with; it decides how pairs are scored. */
+  loss: choice(LOSSES, 'pair-ce', 'loss'),
+  /** Margin of the contrastive and triplet losses. */
+  margin: number(1e-6, 1e6, 1, 'margin of the contrastive and triplet losses'),
+  /** Pixel normalisation: (x / 255 - mean) / std. Default MNIST's. */
+  mean: number(-1e6, 1e6, 0.1307, 'normalisation mean'),
+  /** Pixel normalisation: (x / 255 - mean) / std. Default MNIST's. */
+  std: number(1e-9, 1e6, 0.3081, 'normalisation standard deviation'),
+  /** Where the model runs: `'auto'` picks CUDA when available. */
+  device,
+  /** Seed of the weight initialisation. */
+  seed: seed('seed of the weight initialisation'),
+  /** LibTorch threads for this model's work, training and inference. Default: LibTorch's (the physical cores). */
+  threads
+} as const
+
+/** How a model is trained: the options of `model.train` (and `train`) that are settings. */
+export const trainingSettings = {
+  /** Training pair scheme: `'balanced'` (fresh every epoch) or `'reference'` (the recipe's). */
+  pairs: choice(PAIR_SCHEMES, 'balanced', 'training pair scheme'),
+  /** Online mining for the triplet loss over class-balanced batches. */
+  mining: choice(MININGS, 'none', 'triplet mining (loss triplet only)'),
+  /** `'adam'` (L2 weight decay added to the gradient, as PyTorch's Adam) or `'sgd'`. */
+  optimizer: choice(OPTIMIZERS, 'adam', 'optimiser'),
+  /** Learning rate. */
+  lr: number(1e-12, 100, 0.001, 'learning rate'),
+  /** L2 weight decay, added to the gradient. */
+  weightDecay: number(0, 100, 0.0001, 'L2 weight decay'),
+  /** SGD momentum. */
+  momentum: number(0, 1, 0.9, 'SGD momentum'),
+  /** Epochs in all (a resumed run counts those the checkpoint has done). */
+  epochs: integer(1, 1_000_000, 10, 'epochs'),
+  /** Triplets per batch: two labelled pairs each. */
+  batchSize: integer(1, 1 << 20, 64, 'triplets per batch (2 labelled pairs each)'),
+  /** Seed of initialisation, pairs and order. Same seed on the CPU, same thread count: bit-identical weights. */
+  seed: seed('seed of initialisation, pairs and order'),
+  /** LibTorch threads for training, and for the model's later inference. Default: LibTorch's (the physical cores). */
+  threads,
+  /** Checkpoint every this many epochs (into outDir); 0 for none. */
+  saveEvery: integer(0, 1_000_000, 2, 'checkpoint every n epochs (0: none)')
+} as const
+
+/** How a model is evaluated: the options of `model.evaluate`. */
+export const evaluationSettings = {
+  /** Seed of the fixed test pairs (0: the pairs training reports on). */
+  testSeed: seed('seed of the fixed test pairs'),
+  /** N of N-way one-shot; default: the number of classes, at most 10; 0 skips it. */
+  ways: integer(0, 1 << 16, undefined, 'N of N-way one-shot (0: skip; default: the classes, at most 10)'),
+  /** One-shot episodes. */
+  episodes: integer(1, 1_000_000, 1000, 'one-shot episodes'),
+  /** Seed of the one-shot episodes. */
+  seed: seed('seed of the one-shot episodes')
+} as const
+
+/** How pairs and batches are drawn by the samplers of `datasets`. */
+export const samplingSettings = {
+  /** Pair scheme of `datasets.triplets` and `datasets.pairs`. */
+  scheme: choice(PAIR_SCHEMES, 'balanced', 'pair scheme'),
+  /** Seed of the draw. */
+  seed: seed('seed'),
+  /** Epoch number, for the schemes that draw afresh each epoch. */
+  epoch: integer(0, Number.MAX_SAFE_INTEGER, 0, 'epoch')
+} as const
+
+/** How `mnist()` and `fashionMnist()` download. */
+export const downloadSettings = {
+  /** Download the files that are missing. Default false: no network unless asked. */
+  download: boolean(false, 'download missing files (verified)'),
+  /** Tries per mirror. */
+  retries: integer(1, 100, 3, 'tries per mirror'),
+  /** Abort an attempt after this long without data (ms). */
+  timeoutMs: integer(1, Number.MAX_SAFE_INTEGER, 30_000, 'ms without data before an attempt is given up'),
+  /** First back-off between tries (ms), doubling. */
+  backoffMs: integer(0, Number.MAX_SAFE_INTEGER, 1000, 'first back-off between tries (ms), doubling')
+} as const
+
+/** How `datasets.imageFolder` reads a folder. */
+export const imageFolderSettings = {
+  /** Width the images are resized to (the model's input width). */
+  width: integer(MIN_INPUT_SIDE, MAX_SIDE, modelSettings.width.default, 'width images are resized to'),
+  /** Height the images are resized to. */
+  height: integer(MIN_INPUT_SIDE, MAX_SIDE, modelSettings.height.default, 'height images are resized to'),
+  /** Share of each class that goes to test when the folder has no train/ and test/. */
+  testFraction: number(0.01, 0.99, 0.2, 'share of each class that goes to test')
+} as const
+
+/** The allowed values of every choice, for forms and menus. */
+export const choices = {
+  loss: LOSSES,
+  mining: MININGS,
+  optimizer: OPTIMIZERS,
+  pairs: PAIR_SCHEMES,
+  tower: TOWERS,
+  data: DATA_SOURCES
+} as const
+
+/** The default of every setting, by group: what a call gets for an option it does not pass. */
+export const defaults = {
+  model: defaultsOf(modelSettings),
+  training: defaultsOf(trainingSettings),
+  evaluation: defaultsOf(evaluationSettings),
+  sampling: defaultsOf(samplingSettings),
+  download: defaultsOf(downloadSettings),
+  imageFolder: defaultsOf(imageFolderSettings),
+  /** The data set of `train`, `evaluate` and the command line when none is given. */
+  data: 'embedded' as DataSource
+} as const
+
+type Defaults<Table> = { readonly [K in keyof Table]: Table[K] extends { default: infer D } ? D : never }
+
+function defaultsOf<Table extends Record<string, Setting<unknown>>> (table: Table): Defaults<Table> {
+  return Object.freeze(Object.fromEntries(Object.entries(table).map(([k, s]) => [k, s.default]))) as Defaults<Table>
+}

@@ -1,0 +1,50 @@
+// Where results go, checked before long work starts, so that hours of training are never lost to
+// a typo: a folder that exists or can be made, is a folder, and takes a new file.
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, rm, stat } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+
+import { SiameseTorchError } from './errors.js'
+
+function reason (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** Makes `dir` when missing and proves that a file can be written in it; resolves with its absolute path. */
+export async function prepareOutDir (dir: string, name: string): Promise<string> {
+  const folder = resolve(dir)
+  const fail = (what: string, cause?: unknown): SiameseTorchError =>
+    new SiameseTorchError(`${name}: ${folder} ${what}`, 'ERR_BAD_FILE', { path: folder, ...(cause === undefined ? {} : { cause }) })
+  try {
+    await mkdir(folder, { recursive: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw fail('is not a folder (a file is in the way)', err)
+    }
+    throw fail(`cannot be made (${reason(err)})`, err)
+  }
+  if (!(await stat(folder)).isDirectory()) throw fail('is not a folder')
+  // A real write rather than access(): that says yes on some mounts where writing fails.
+  const probe = join(folder, `.siamese-torch-write-check-${process.pid}-${randomBytes(4).toString('hex')}`)
+  try {
+    await (await open(probe, 'wx')).close()
+  } catch (err) {
+    throw fail(`cannot be written to (${reason(err)})`, err)
+  } finally {
+    await rm(probe, { force: true })
+  }
+  return folder
+}
+
+/** Checks that `file` can be created: its folder exists and takes a new file. Resolves with its absolute path. */
+export async function prepareOutFile (file: string, name: string): Promise<string> {
+  const path = resolve(file)
+  const folder = dirname(path)
+  try {
+    if (!(await stat(folder)).isDirectory()) throw new Error('not a folder')
+  } catch (err) {
+    throw new SiameseTorchError(`${name}: ${path} cannot be written: ${folder} is not an existing folder`, 'ERR_BAD_FILE', { path, cause: err })
+  }
+  await prepareOutDir(folder, name)
+  return path
+}

@@ -1,0 +1,79 @@
+// Runs the native trainer on a model: options resolved and checked (the output folder and the data
+// included) before the first batch, events delivered, aborts mapped. The trainer itself runs on
+// its own native thread (native/addon/model.cc), so the event loop stays free.
+import type { NativeModel, NativeTrainingEvent } from './binding.js'
+import { toNativeData } from './datasets/arrays.js'
+import { SiameseTorchError } from './errors.js'
+import { prepareOutDir } from './files.js'
+import { recordedOptions, resolveTrainingData, resolveTrainingSettings, type Checkpoint } from './options.js'
+import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
+import { functionOption, invalidArg, nonEmptyString } from './validate.js'
+
+let warnedAboutCallback = false
+
+/** What becomes of the model when training is aborted, for the ABORT_ERR message. */
+export type AfterAbort = 'kept' | 'freed'
+
+/**
+ * Trains `native` with options `o` (already checked for unknown keys). `checkpoint`: the
+ * checkpoint the model was loaded from, whose epoch, options and data a resume continues.
+ */
+export async function runTraining (native: NativeModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined,
+  afterAbort: AfterAbort): Promise<EpochMetrics[]> {
+  const { config } = native.info()
+  const settings = resolveTrainingSettings(o, checkpoint)
+  if (settings.mining !== 'none' && config.loss !== 'triplet') throw invalidArg('mining', "'none' unless loss is 'triplet'", settings.mining)
+  const startEpoch = checkpoint?.epoch ?? 0
+  if (startEpoch >= settings.epochs) {
+    throw invalidArg('epochs', `more than the ${startEpoch} epochs the checkpoint has done`, settings.epochs)
+  }
+  const onProgress = o['onProgress'] === undefined ? undefined : functionOption<(e: ProgressEvent) => void>(o['onProgress'], 'onProgress')
+  const signal = o['signal']
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'an AbortSignal', signal)
+  const outDir = o['outDir'] === undefined ? '' : await prepareOutDir(nonEmptyString(o['outDir'], 'outDir'), 'outDir')
+  const data = await resolveTrainingData(o, checkpoint, config)
+  if (data.train.width !== config.width || data.train.height !== config.height) {
+    throw invalidArg('data', `${config.width}x${config.height} images, the model's input size`, `${data.train.width}x${data.train.height} images`)
+  }
+  if (signal?.aborted) throw new SiameseTorchError('training was aborted before it started', 'ABORT_ERR', { cause: signal.reason })
+
+  const classes = data.train.classes.length >= data.test.classes.length ? data.train.classes : data.test.classes
+  // Recorded in every file, so that a checkpoint resumes with the same settings and data.
+  native.setMetadata({ classes: JSON.stringify(classes), train_options: JSON.stringify(recordedOptions(settings, data)) })
+
+  const deliver = (event: NativeTrainingEvent): void => {
+    if (!onProgress) return
+    try {
+      onProgress(event)
+    } catch (err) {
+      if (!warnedAboutCallback) {
+        warnedAboutCallback = true
+        process.emitWarning(`siamese-torch: onProgress threw (training goes on): ${err instanceof Error ? err.message : String(err)}`)
+      }
+    }
+  }
+  const stop = (): void => native.stopTraining()
+  signal?.addEventListener('abort', stop, { once: true })
+  try {
+    const history = await native.train(toNativeData(data.train, classes.length), toNativeData(data.test, classes.length), {
+      ...settings,
+      threads: settings.threads ?? 0,
+      outDir,
+      testSeed: 0,
+      startEpoch,
+      resume: checkpoint !== undefined,
+      expectedDataFingerprint: checkpoint?.dataFingerprint ?? ''
+    }, deliver)
+    return history.map(epochMetrics)
+  } catch (err) {
+    if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR') {
+      const outcome = afterAbort === 'kept'
+        ? 'the model keeps the weights of its last completed step'
+        : 'the model train() built is freed (to keep one after an abort, use createModel() and model.train())'
+      throw new SiameseTorchError(`training was aborted; ${outcome}`, 'ABORT_ERR', signal?.aborted ? { cause: signal.reason } : {})
+    }
+    throw err
+  } finally {
+    signal?.removeEventListener('abort', stop)
+  }
+}

@@ -1,0 +1,97 @@
+// The C++ side of the one contract (lib/contract.ts): the enums of every choice, their names as
+// JavaScript spells them, and the defaults native code falls back on. JavaScript validates every
+// option against lib/contract.ts before a call; the addon turns names into these enums once, at
+// the boundary (parseChoice), and native/core works with the enums only. test/contract.test.mjs
+// checks that this list and lib/contract.ts agree.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "errors.h"
+
+namespace siamese::core {
+
+enum class Loss { PairCE, Contrastive, Triplet };
+enum class Mining { None, BatchHard, SemiHard };
+enum class Optimizer { Adam, Sgd };
+enum class PairScheme { Reference, Balanced };
+enum class Tower { Reference };
+
+// Each enum's values with their names, in the order lib/contract.ts lists them.
+template <typename Enum>
+struct Choices;
+
+template <>
+struct Choices<Loss> {
+  static constexpr const char* kind = "loss";
+  static constexpr std::array<std::pair<Loss, std::string_view>, 3> values{
+      {{Loss::PairCE, "pair-ce"}, {Loss::Contrastive, "contrastive"}, {Loss::Triplet, "triplet"}}};
+};
+template <>
+struct Choices<Mining> {
+  static constexpr const char* kind = "mining";
+  static constexpr std::array<std::pair<Mining, std::string_view>, 3> values{
+      {{Mining::None, "none"}, {Mining::BatchHard, "batch-hard"}, {Mining::SemiHard, "semi-hard"}}};
+};
+template <>
+struct Choices<Optimizer> {
+  static constexpr const char* kind = "optimizer";
+  static constexpr std::array<std::pair<Optimizer, std::string_view>, 2> values{
+      {{Optimizer::Adam, "adam"}, {Optimizer::Sgd, "sgd"}}};
+};
+template <>
+struct Choices<PairScheme> {
+  static constexpr const char* kind = "pair scheme";
+  static constexpr std::array<std::pair<PairScheme, std::string_view>, 2> values{
+      {{PairScheme::Reference, "reference"}, {PairScheme::Balanced, "balanced"}}};
+};
+template <>
+struct Choices<Tower> {
+  static constexpr const char* kind = "tower";
+  static constexpr std::array<std::pair<Tower, std::string_view>, 1> values{{{Tower::Reference, "reference"}}};
+};
+
+// The enum value named `name`; InvalidArgumentError for an unknown name.
+template <typename Enum>
+Enum parseChoice(std::string_view name) {
+  for (const auto& [value, text] : Choices<Enum>::values) {
+    if (text == name) return value;
+  }
+  throw InvalidArgumentError("unknown " + std::string(Choices<Enum>::kind) + " \"" + std::string(name) + "\"");
+}
+
+// The name of an enum value, as JavaScript and the model files spell it.
+template <typename Enum>
+const char* choiceName(Enum value) {
+  for (const auto& [v, text] : Choices<Enum>::values) {
+    if (v == value) return text.data();
+  }
+  return "?";
+}
+
+// Defaults, the same as lib/contract.ts's (native code uses them when a caller leaves a field).
+namespace defaults {
+constexpr int64_t kWidth = 28;
+constexpr int64_t kHeight = 28;
+constexpr int64_t kEmbeddingSize = 512;
+constexpr Loss kLoss = Loss::PairCE;
+constexpr double kMargin = 1.0;
+constexpr double kMean = 0.1307;  // MNIST's, as in the reference recipe
+constexpr double kStd = 0.3081;
+constexpr PairScheme kPairs = PairScheme::Balanced;
+constexpr Mining kMining = Mining::None;
+constexpr Optimizer kOptimizer = Optimizer::Adam;
+constexpr double kLr = 1e-3;
+constexpr double kWeightDecay = 1e-4;
+constexpr double kMomentum = 0.9;
+constexpr int64_t kEpochs = 10;
+constexpr int64_t kBatchSize = 64;
+constexpr uint64_t kSeed = 0;
+constexpr int64_t kSaveEvery = 2;
+}  // namespace defaults
+
+}  // namespace siamese::core

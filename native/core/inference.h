@@ -1,0 +1,23 @@
+// What a trained model answers: P(same) for pairs of images, and per-class scores of queries
+// against a labelled support set. Each embeds every image once, in one pass.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model.h"
+
+namespace siamese::core {
+
+// P(same) of each pair (left[i], right[i]): uint8 [N, H, W] twice -> float [N] (CPU).
+torch::Tensor predictPairs(Model& model, const torch::Tensor& left, const torch::Tensor& right);
+
+// One-shot and k-shot classification: for each query and class, the highest P(same) between the
+// query and that class's support images; -1 for a class with no support image. queries uint8
+// [Q, H, W], support uint8 [S, H, W] with S labels in [0, numClasses) -> float [Q, numClasses].
+torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torch::Tensor& support,
+                          const std::vector<int32_t>& labels, int64_t numClasses);
+
+}  // namespace siamese::core
