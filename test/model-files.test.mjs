@@ -1,5 +1,7 @@
 // Model files: what is written, and every way a bad file is refused (ERR_BAD_FILE, never a crash).
 import t from 'tap'
+import { gzipSync } from 'node:zlib'
+import sharp from 'sharp'
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -135,6 +137,18 @@ t.test('not a model at all', async (t) => {
   mkdirSync(dir)
   await refused(t, dir, 'is a directory, not a model file')
   await refused(t, join(scratch, 'missing.safetensors'), 'file not found')
+  // Files people pass by mistake: said for what they are, not as a header length.
+  const mistakes = [
+    ['notes.txt', 'a model, honestly\nsecond line\n', 'a text file'],
+    ['metrics.json', JSON.stringify({ epoch: 1, accuracy: 0.9 }), 'JSON text'],
+    ['curves.png', await sharp({ create: { width: 4, height: 4, channels: 3, background: '#fff' } }).png().toBuffer(), 'a PNG image'],
+    ['photo.jpg', await sharp({ create: { width: 4, height: 4, channels: 3, background: '#fff' } }).jpeg().toBuffer(), 'a JPEG image'],
+    ['images.gz', gzipSync(Buffer.alloc(100)), 'gzip-compressed data']
+  ]
+  for (const [name, contents, what] of mistakes) {
+    writeFileSync(join(scratch, name), contents)
+    await refused(t, join(scratch, name), `not a safetensors model file: it looks like ${what}`)
+  }
 })
 
 t.test('NaN weights are refused', async (t) => {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <string_view>
 
 #include "errors.h"
 #include "json.h"
@@ -37,6 +38,30 @@ uint64_t readLittleEndian64(const uint8_t* p) {
 }
 
 [[noreturn]] void bad(const std::string& path, const std::string& problem) { throw BadFileError(path, problem); }
+
+// What a file that is not safetensors looks like, from its first bytes; empty when unknown. A
+// user who passes a picture or a text file as a model should be told so, not given a header
+// length read from its first eight bytes.
+std::string lookalike(const uint8_t* p, size_t n) {
+  const auto starts = [&](std::string_view magic, size_t at = 0) {
+    return n >= at + magic.size() && std::memcmp(p + at, magic.data(), magic.size()) == 0;
+  };
+  if (starts("\x89PNG")) return "a PNG image";
+  if (starts("\xff\xd8\xff")) return "a JPEG image";
+  if (starts("GIF8")) return "a GIF image";
+  if (starts("RIFF") && starts("WEBP", 8)) return "a WebP image";
+  if (starts("\x1f\x8b")) return "gzip-compressed data";
+  if (starts("\x7f"
+             "ELF"))
+    return "a program (ELF)";
+  if (starts("%PDF")) return "a PDF document";
+  size_t i = 0;
+  while (i < n && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t')) ++i;
+  const bool text = std::all_of(p, p + n, [](uint8_t c) { return c >= 0x20 || c == '\n' || c == '\r' || c == '\t'; });
+  if (text && i < n && (p[i] == '{' || p[i] == '[')) return "JSON text";
+  if (text) return "a text file";
+  return "";
+}
 
 TensorEntry parseEntry(const std::string& path, const std::string& name, const Json& v) {
   if (v.kind != Json::Kind::Object) bad(path, "tensor \"" + name + "\" is not described by an object");
@@ -115,11 +140,16 @@ SafetensorsHeader parseSafetensorsHeader(const std::string& path, const uint8_t*
     bad(path, "looks like a PyTorch pickle (.pt/.pth), not safetensors; siamese-torch never unpickles");
   }
   const uint64_t headerSize = readLittleEndian64(prefix);
+  if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8) {
+    const std::string like = lookalike(prefix, std::min<size_t>(prefixSize, 512));
+    if (!like.empty()) bad(path, "not a safetensors model file: it looks like " + like);
+  }
   if (headerSize > kMaxHeaderBytes)
-    bad(path, "header length " + std::to_string(headerSize) + " is over the 100 MB limit");
+    bad(path,
+        "header length " + std::to_string(headerSize) + " is over the 100 MB limit: not a safetensors model file");
   if (headerSize > fileSize - 8) {
     bad(path, "header length " + std::to_string(headerSize) + " is larger than the file (" + std::to_string(fileSize) +
-                  " bytes)");
+                  " bytes): not a safetensors model file");
   }
   if (prefixSize < 8 + headerSize) bad(path, "header was not read in full");
   const std::string_view text(reinterpret_cast<const char*>(prefix + 8), static_cast<size_t>(headerSize));
@@ -176,8 +206,13 @@ SafetensorsHeader readSafetensorsHeader(const std::string& path) {
   in.read(reinterpret_cast<char*>(first), fileSize < 8 ? static_cast<std::streamsize>(fileSize) : 8);
   if (fileSize < 8) return parseSafetensorsHeader(path, first, static_cast<size_t>(fileSize), fileSize);
   const uint64_t headerSize = readLittleEndian64(first);
-  if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8)
-    return parseSafetensorsHeader(path, first, 8, fileSize);
+  if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8) {
+    // Not safetensors: the first bytes tell what it is instead.
+    std::vector<uint8_t> head(static_cast<size_t>(std::min<uint64_t>(fileSize, 512)));
+    std::copy(first, first + 8, head.begin());
+    in.read(reinterpret_cast<char*>(head.data() + 8), static_cast<std::streamsize>(head.size() - 8));
+    return parseSafetensorsHeader(path, head.data(), static_cast<size_t>(in.gcount()) + 8, fileSize);
+  }
   std::vector<uint8_t> prefix(8 + static_cast<size_t>(headerSize));
   std::copy(first, first + 8, prefix.begin());
   in.read(reinterpret_cast<char*>(prefix.data() + 8), static_cast<std::streamsize>(headerSize));
