@@ -10,20 +10,35 @@ function reason (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
+/**
+ * Makes `folder` and any missing parents. Not `mkdir(..., { recursive: true })`: Node's loops
+ * forever where mkdir fails with ENOENT although the parent exists (under /proc, for one).
+ */
+async function makeFolder (folder: string): Promise<void> {
+  try {
+    await mkdir(folder)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') return // a folder, or a file that the caller finds in the way
+    const parent = dirname(folder)
+    if (code !== 'ENOENT' || parent === folder) throw err
+    await makeFolder(parent)
+    await mkdir(folder) // the parent is there now: a second failure is final
+  }
+}
+
 /** Makes `dir` when missing and proves that a file can be written in it; resolves with its absolute path. */
 export async function prepareOutDir (dir: string, name: string): Promise<string> {
   const folder = resolve(dir)
   const fail = (what: string, cause?: unknown): SiameseTorchError =>
     new SiameseTorchError(`${name}: ${folder} ${what}`, 'ERR_BAD_FILE', { path: folder, ...(cause === undefined ? {} : { cause }) })
   try {
-    await mkdir(folder, { recursive: true })
+    await makeFolder(folder)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw fail('is not a folder (a file is in the way)', err)
-    }
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw fail('cannot be made: a file is in the way', err)
     throw fail(`cannot be made (${reason(err)})`, err)
   }
-  if (!(await stat(folder)).isDirectory()) throw fail('is not a folder')
+  if (!(await stat(folder)).isDirectory()) throw fail('is not a folder (a file is in the way)')
   // A real write rather than access(): that says yes on some mounts where writing fails.
   const probe = join(folder, `.siamese-torch-write-check-${process.pid}-${randomBytes(4).toString('hex')}`)
   try {

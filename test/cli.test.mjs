@@ -76,6 +76,9 @@ t.test('train --json: one JSON object per event, nothing else; files written', a
   t.equal(csv[0], 'epoch,trainLoss,trainAccuracy,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond')
   t.equal(csv.length, 3)
   t.same(JSON.parse(readFileSync(join(outDir, 'metrics.json'), 'utf8')), done.history)
+  // The history has the shape train() returns: EpochMetrics, without an event's `type`.
+  const keys = ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss']
+  for (const h of done.history) t.same(Object.keys(h).sort(), keys, `epoch ${h.epoch} of the history is an EpochMetrics`)
 })
 
 t.test('train without a terminal: plain lines and a summary', async (t) => {
@@ -159,7 +162,7 @@ t.test('usage errors: one line, exit 2; runtime failures: code and message, exit
   t.match(load.stderr, /^siamese-torch: ERR_ADDON_LOAD: /)
 })
 
-t.test('Ctrl-C stops between batches and keeps the last checkpoint', async (t) => {
+t.test('Ctrl-C stops between batches and prints the command that continues the same run', async (t) => {
   const { spawn } = await import('node:child_process')
   const dir = join(scratch, 'interrupted')
   const child = spawn(process.execPath, ['dist/cli.js', 'train', '--data', idxDir, '--epochs', '20', '--save-every', '1', '--out', dir, '--json'],
@@ -179,7 +182,48 @@ t.test('Ctrl-C stops between batches and keeps the last checkpoint', async (t) =
   t.equal(last.type, 'stopped')
   t.equal(last.lastCheckpoint, join(dir, 'checkpoint-epoch-1.safetensors'))
   t.ok(existsSync(last.lastCheckpoint), 'the checkpoint is there')
-  const resumed = cli(['train', '--resume', last.lastCheckpoint, '--data', idxDir, '--epochs', '2', '--out', dir, '--json'])
+  // The hint names the data and the folder: run as printed, it continues the same run.
+  t.equal(last.resume, `siamese-torch train --resume ${last.lastCheckpoint} --data ${idxDir} --out ${dir}`)
+  const resumed = cli([...last.resume.split(' ').slice(1), '--epochs', '2', '--json'])
   t.equal(resumed.status, 0, resumed.stderr)
   t.same(JSON.parse(resumed.stdout.trim().split('\n').at(-1)).history.map((h) => h.epoch), [2], 'and resumes from it')
+  // Without --data, the checkpoint's own data; with other data, refused.
+  const other = cli(['train', '--resume', last.lastCheckpoint, '--data', 'embedded', '--out', join(scratch, 'other')])
+  t.equal(other.status, 2)
+  t.match(other.stderr, /^siamese-torch: ERR_INVALID_ARG: the data is not the data the checkpoint was trained on/)
+})
+
+t.test('--resume keeps the checkpoint\'s options: only typed flags override', async (t) => {
+  // A run far from every default; resumed through the command line with no option but --out, it
+  // must end with the same weights as when it runs through.
+  const flags = ['--data', idxDir, '--optimizer', 'sgd', '--loss', 'triplet', '--mining', 'semi-hard', '--lr', '0.02',
+    '--batch-size', '24', '--seed', '11', '--threads', '1', '--momentum', '0.5', '--epochs', '2', '--save-every', '1']
+  const through = join(scratch, 'through')
+  t.equal(cli(['train', ...flags, '--out', through]).status, 0)
+  const resumedDir = join(scratch, 'resumed-cli')
+  const resumed = cli(['train', '--resume', join(through, 'checkpoint-epoch-1.safetensors'), '--out', resumedDir, '--json'])
+  t.equal(resumed.status, 0, resumed.stderr)
+  t.same(JSON.parse(resumed.stdout.trim().split('\n').at(-1)).history.map((h) => h.epoch), [2], 'one epoch left to run')
+  const weights = (file) => { const b = readFileSync(file); return b.subarray(8 + Number(b.readBigUInt64LE(0))) }
+  t.ok(weights(join(through, 'model.safetensors')).equals(weights(join(resumedDir, 'model.safetensors'))), 'bit-identical weights')
+  // A typed flag does override, and one that would rebuild the model is refused.
+  const typed = cli(['train', '--resume', join(through, 'checkpoint-epoch-1.safetensors'), '--out', join(scratch, 'typed'), '--epochs', '3', '--json'])
+  t.same(JSON.parse(typed.stdout.trim().split('\n').at(-1)).history.map((h) => h.epoch), [2, 3], '--epochs 3 wins over the recorded 2')
+  const rebuild = cli(['train', '--resume', join(through, 'checkpoint-epoch-1.safetensors'), '--loss', 'contrastive'])
+  t.equal(rebuild.status, 2)
+  t.match(rebuild.stderr, /no loss with resume/)
+})
+
+t.test('output files that cannot be written are refused first, with a code and the path', async (t) => {
+  const file = join(scratch, 'a-file')
+  writeFileSync(file, 'x')
+  const train = cli(['train', '--data', idxDir, '--epochs', '1', '--out', file])
+  t.equal(train.status, 1)
+  t.equal(train.stderr, `siamese-torch: ERR_BAD_FILE: outDir: ${file} is not a folder (a file is in the way)\n`)
+  const proc = cli(['train', '--data', idxDir, '--epochs', '1', '--out', '/proc/siamese-out'])
+  t.match(proc.stderr, /^siamese-torch: ERR_BAD_FILE: outDir: \/proc\/siamese-out cannot be made/)
+  const missing = join(scratch, 'no-such-folder', 'e.json')
+  const embed = cli(['embed', modelFile, a, '--out', missing])
+  t.equal(embed.status, 1)
+  t.equal(embed.stderr, `siamese-torch: ERR_BAD_FILE: --out: ${missing} cannot be written: ${join(scratch, 'no-such-folder')} is not an existing folder\n`)
 })

@@ -345,6 +345,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                          ""});
       }
       model_.reset();
+      checkpointState_.reset();
       return env.Undefined();
     });
   }
