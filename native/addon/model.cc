@@ -1,7 +1,9 @@
 #include "model.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -26,7 +28,7 @@ class ModelWrap;
 // An event from the training thread, turned into JavaScript on the main thread.
 struct TrainingJob;
 struct TrainingEvent {
-  enum class Kind { Batch, Epoch, File, Done } kind;
+  enum class Kind { CopyPixels, Batch, Epoch, File, Done } kind;
   TrainingJob* job;
   core::BatchProgress batch;
   core::EpochMetrics epoch;
@@ -34,12 +36,27 @@ struct TrainingEvent {
   std::string path;
 };
 
+// The pixels of a set, still in JavaScript memory: the training thread allocates their tensor
+// and touches its pages, then the main thread copies into it (CopyPixels). A 60,000-image set
+// is 47 MB: copied into fresh memory on the main thread, its page faults alone stalled the event
+// loop for ~30 ms; into pages already touched, the copy takes a few milliseconds. The JavaScript
+// array is read only on the main thread, so a detached or resized one is seen, not read.
+struct PendingPixels {
+  Napi::Reference<Napi::Uint8Array> source;  // main thread only
+  int64_t count = 0;
+  int64_t height = 0;
+  int64_t width = 0;
+};
+
 // One training run: its own thread (it may last hours; it must not hold a libuv pool thread),
 // reporting through a thread-safe function, stoppable between batches.
 struct TrainingJob {
   std::shared_ptr<core::Model> model;
-  core::ImageData train;
+  core::ImageData train;  // images: allocated by the thread, filled on the main thread (CopyPixels)
   core::ImageData test;
+  PendingPixels trainPixels;
+  PendingPixels testPixels;
+  std::promise<std::optional<ErrorInfo>> pixelsCopied;  // set by the main thread after CopyPixels
   core::TrainConfig config;
   int64_t startEpoch = 0;
   std::optional<core::OptimizerSnapshot> resume;  // the checkpoint's optimiser state, for a resume
@@ -90,15 +107,53 @@ torch::Tensor copyImages(const Napi::Value& value, int64_t count, int64_t height
   return out;
 }
 
-core::ImageData readImageData(const Napi::Object& o) {
+// A labelled set's labels and class count; its pixels are read by the caller.
+core::ImageData readLabels(const Napi::Object& o) {
   core::ImageData d;
-  const auto count = static_cast<int64_t>(num(o, "count"));
-  d.images =
-      copyImages(o.Get("images"), count, static_cast<int64_t>(num(o, "height")), static_cast<int64_t>(num(o, "width")));
   auto labels = o.Get("labels").As<Napi::Int32Array>();
   d.labels.assign(labels.Data(), labels.Data() + labels.ElementLength());
   d.numClasses = static_cast<int>(num(o, "numClasses"));
   return d;
+}
+
+core::ImageData readImageData(const Napi::Object& o) {
+  core::ImageData d = readLabels(o);
+  d.images = copyImages(o.Get("images"), static_cast<int64_t>(num(o, "count")), static_cast<int64_t>(num(o, "height")),
+                        static_cast<int64_t>(num(o, "width")));
+  return d;
+}
+
+PendingPixels pendingPixels(const Napi::Object& o) {
+  PendingPixels p;
+  p.count = static_cast<int64_t>(num(o, "count"));
+  p.height = static_cast<int64_t>(num(o, "height"));
+  p.width = static_cast<int64_t>(num(o, "width"));
+  auto array = o.Get("images").As<Napi::Uint8Array>();
+  if (static_cast<int64_t>(array.ByteLength()) != p.count * p.height * p.width) {
+    throw core::InvalidArgumentError("an image buffer does not match its shape (detached or resized?)");
+  }
+  p.source = Napi::Persistent(array);
+  return p;
+}
+
+// On the training thread: the tensor for pending pixels, its pages touched.
+torch::Tensor touchedTensor(const PendingPixels& p) {
+  torch::Tensor t = torch::empty({p.count, p.height, p.width}, torch::kUInt8);
+  std::memset(t.data_ptr(), 0, static_cast<size_t>(t.numel()));
+  return t;
+}
+
+// On the main thread: the JavaScript pixels into their tensor. The array may have been detached
+// (transferred) or replaced since train() was called: then nothing is read and the run fails.
+void copyPending(PendingPixels& p, torch::Tensor& into, const char* which) {
+  Napi::Uint8Array array = p.source.Value();
+  const auto bytes = static_cast<size_t>(into.numel());
+  if (array.IsEmpty() || array.ByteLength() != bytes || array.Data() == nullptr) {
+    throw core::InvalidArgumentError(std::string("the ") + which +
+                                     " images were detached or resized after train() was called");
+  }
+  std::memcpy(into.data_ptr(), array.Data(), bytes);
+  p.source.Reset();
 }
 
 Napi::Object configToJs(Napi::Env env, const core::Model& model) {
@@ -383,6 +438,7 @@ void deliverTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* 
       o.Set("kind", event->fileKind);
       o.Set("path", event->path);
       break;
+    case TrainingEvent::Kind::CopyPixels:
     case TrainingEvent::Kind::Done: break;
   }
   onEvent.Call({o});
@@ -391,9 +447,21 @@ void deliverTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* 
 void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event) {
   std::unique_ptr<TrainingEvent> owned(event);
   TrainingJob* job = event->job;
-  if (env == nullptr) return;  // the environment is going away
+  if (env == nullptr) return;  // the environment is going away (the thread stops on its own)
   if (event->kind == TrainingEvent::Kind::Done) {
     job->owner->finishTraining(job);
+    return;
+  }
+  if (event->kind == TrainingEvent::Kind::CopyPixels) {
+    std::optional<ErrorInfo> error;
+    try {
+      Napi::HandleScope scope(env);
+      copyPending(job->trainPixels, job->train.images, "training");
+      copyPending(job->testPixels, job->test.images, "test");
+    } catch (...) {
+      error = describeCurrentException();
+    }
+    job->pixelsCopied.set_value(error);
     return;
   }
   // lib/ wraps the user's callback so that it never throws. What can still throw is Node-API
@@ -403,6 +471,27 @@ void onTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* event
     deliverTrainingEvent(env, onEvent, event);
   } catch (...) {
   }
+}
+
+// On the training thread: the tensors for both sets, their pages touched here, filled by the main
+// thread. False when asked to stop meanwhile (the environment is exiting: the copy may never come).
+template <typename Send>
+bool receivePixels(TrainingJob* raw, const Send& send) {
+  raw->train.images = touchedTensor(raw->trainPixels);
+  raw->test.images = touchedTensor(raw->testPixels);
+  std::future<std::optional<ErrorInfo>> copied = raw->pixelsCopied.get_future();
+  send(new TrainingEvent{TrainingEvent::Kind::CopyPixels, raw, {}, {}, "", ""});
+  while (copied.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    if (raw->stop.load()) {
+      raw->outcome.stopped = true;
+      return false;
+    }
+  }
+  if (std::optional<ErrorInfo> error = copied.get()) {
+    raw->error = std::move(error);
+    return false;
+  }
+  return true;
 }
 
 // The body of a training run's own thread.
@@ -424,8 +513,10 @@ void trainingThread(TrainingJob* raw) {
     send(new TrainingEvent{TrainingEvent::Kind::File, raw, {}, {}, kind, path});
   };
   try {
-    raw->outcome = core::trainModel(*raw->model, raw->train, raw->test, raw->config, hooks, raw->startEpoch,
-                                    raw->resume ? &*raw->resume : nullptr);
+    if (receivePixels(raw, send)) {
+      raw->outcome = core::trainModel(*raw->model, raw->train, raw->test, raw->config, hooks, raw->startEpoch,
+                                      raw->resume ? &*raw->resume : nullptr);
+    }
   } catch (...) {
     raw->error = describeCurrentException();
   }
@@ -441,8 +532,10 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is already training", ""});
     auto job = std::make_unique<TrainingJob>();
     job->model = model;
-    job->train = readImageData(info[0].As<Napi::Object>());
-    job->test = readImageData(info[1].As<Napi::Object>());
+    job->train = readLabels(info[0].As<Napi::Object>());
+    job->test = readLabels(info[1].As<Napi::Object>());
+    job->trainPixels = pendingPixels(info[0].As<Napi::Object>());
+    job->testPixels = pendingPixels(info[1].As<Napi::Object>());
     const Napi::Object o = info[2].As<Napi::Object>();
     core::TrainConfig& c = job->config;
     c.epochs = static_cast<int64_t>(num(o, "epochs"));
@@ -631,6 +724,8 @@ void stopTrainingJobs(Instance& instance) {
   joinTrainingThreads(instance);
   for (TrainingJob* job : instance.trainingJobs) {
     job->ownerRef.SuppressDestruct();
+    job->trainPixels.source.SuppressDestruct();
+    job->testPixels.source.SuppressDestruct();
     delete job;
   }
   instance.trainingJobs.clear();

@@ -46,6 +46,9 @@ const tools = {
   ours: (set, seed) => lastJson(execFileSync(process.execPath,
     [join(here, 'ours.mjs'), String(threads), String(seed), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })),
   core: (set, seed) => lastJson(execFileSync(join(coreBuild, 'core_bench'), [set.dir, String(threads), String(seed)], { encoding: 'utf8' })),
+  // The event-loop stalls a user sees: the first call (loading LibTorch) and training's start.
+  stalls: (set) => ({ trainPairsPerSecond: 0,
+    ...lastJson(execFileSync(process.execPath, [join(here, 'stalls.mjs'), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })) }),
   pytorch: (set, seed) => {
     const summary = lastJson(execFileSync(python, [join(here, 'reference.py'), '--data', set.dir, '--pairs', set.pairsFile,
       '--epochs', '1', '--threads', String(threads), '--seed', String(seed)], { encoding: 'utf8' }))
@@ -69,7 +72,7 @@ for (const [i, set] of sets.entries()) {
   set.pairsFile = join(tmpdir(), `siamese-bench-pairs-${process.pid}-${i}.json`)
   writeFileSync(set.pairsFile, JSON.stringify({ left: [...p.left], right: [...p.right], same: [...p.same] }))
   // The C++ binary measures the addon's overhead once, on the digits (it keeps the run under 15 minutes).
-  const runs = set.embedded ? { ours: [], core: [], pytorch: [] } : { ours: [], pytorch: [] }
+  const runs = set.embedded ? { ours: [], core: [], pytorch: [], stalls: [] } : { ours: [], pytorch: [], stalls: [] }
   for (let r = 0; r < reps; r++) {
     for (const tool of Object.keys(runs)) {
       runs[tool].push(tools[tool](set, r))
@@ -78,7 +81,7 @@ for (const [i, set] of sets.entries()) {
   }
   const m = (tool, key) => median(runs[tool].map((x) => x[key]))
   const keys = ['trainPairsPerSecond', 'evalPairsPerSecond', 'testAccuracy', 'maxRssMiB', 'predictMedianMs', 'predictP99Ms',
-    'batch1024PairsPerSecond', 'eventLoopMaxDelayMs']
+    'batch1024PairsPerSecond', 'eventLoopMaxDelayMs', 'classify100Ms', 'loadMs', 'trainStartStallMs', 'trainStallMs']
   const medians = {}
   for (const key of keys) {
     medians[key] = {}
@@ -111,7 +114,7 @@ const result = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} vCPUs, ${threads} threads per tool`,
   versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: results[0].runs.pytorch[0]?.torch },
-  method: 'reference recipe (RECIPE.md): batch 64, Adam, 1 epoch of 5,000 reference triplets (10,000 labelled pairs); ' +
+  method: 'reference recipe (docs/recipe.md): batch 64, Adam, 1 epoch of 5,000 reference triplets (10,000 labelled pairs); ' +
     `interleaved siamese-torch / C++ / PyTorch x ${reps}, medians; the same fixed test pairs for every tool; each run a fresh process`,
   results,
   flops: {
@@ -138,7 +141,10 @@ for (const r of results) {
     `| peak resident memory (MiB) | ${f0(md.maxRssMiB.ours)} | ${f0(md.maxRssMiB.core)} | ${f0(md.maxRssMiB.pytorch)} | ${ratio('maxRssMiB')} |`,
     `| single-pair predict, median / p99 (ms) | ${f2(md.predictMedianMs.ours)} / ${f2(md.predictP99Ms.ours)} | ${md.predictMedianMs.core === undefined ? '' : `${f2(md.predictMedianMs.core)} / ${f2(md.predictP99Ms.core)}`} | | |`,
     `| batch-1024 predict (pairs/s) | ${f0(md.batch1024PairsPerSecond.ours)} | ${f0(md.batch1024PairsPerSecond.core)} | | |`,
-    `| largest event-loop delay during training (ms) | ${md.eventLoopMaxDelayMs.ours.toFixed(1)} | | | |`)
+    `| largest event-loop delay during training (ms, 5 ms resolution) | ${md.eventLoopMaxDelayMs.ours.toFixed(1)} | | | |`,
+    `| the first call, which loads the addon and LibTorch: blocks for (ms) | ${f0(md.loadMs.stalls)} | | | |`,
+    `| largest event-loop stall from train() to its first batch (ms, 1 ms resolution) | ${f2(md.trainStartStallMs.stalls)} | | | |`,
+    `| largest event-loop stall over an epoch (ms, 1 ms resolution) | ${f2(md.trainStallMs.stalls)} | | | |`)
 }
 const overhead = 100 * (1 - main.trainPairsPerSecond.ours / main.trainPairsPerSecond.core)
 rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(1)}% slower than the C++ binary ` +
