@@ -35,7 +35,7 @@ struct Triplets {
   size_t size() const { return anchor.size(); }
 };
 
-// The reference recipe (RECIPE.md), class by class: for each class c and j in 0..499, anchor =
+// The reference recipe (docs/recipe.md), class by class: for each class c and j in 0..499, anchor =
 // image j of c, positive = image j + r of c with r uniform in 0..100, negative = image j of a
 // uniformly chosen other class. Needs 600 images in every class. Drawn once: no epoch.
 constexpr int kReferenceAnchors = 500;

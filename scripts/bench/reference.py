@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The reference recipe of RECIPE.md in PyTorch (Python), written to compare siamese-torch with.
+"""The reference recipe (docs/recipe.md) in PyTorch (Python), written to compare siamese-torch with.
 
 Faithful to the original: the same network (conv1 1->64 k7, ReLU, max-pool 2, conv2 64->128 k5,
 ReLU, conv3 128->256 k5, ReLU, linear1 2304->512, ReLU; head linear2 on |e1 - e2|), the same
 "reference" pair scheme drawn once with Python's `random` (500 anchors a class, positive at
 offset 0..100, negative the same index of another class), cross-entropy on the positive pair
 against 1 plus on the negative pair against 0, Adam (lr 0.001, weight decay 0.0001), batch 64
-triplets, a shuffling DataLoader. One deviation, for comparability: the test pairs are read from
+triplets in a fresh random order each epoch (torch.randperm). One deviation, for comparability: the test pairs are read from
 a JSON file (siamese-torch's fixed test pairs) instead of drawn with the reference scheme, which
 needs 600 test images a class. Like the original, each tower image runs through the network in
 its own pass (two passes per pair, four per triplet).
