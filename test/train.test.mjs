@@ -207,4 +207,3 @@ t.test('training pixels are copied on the main thread after train() returns: a b
   t.equal(again.length, 1, 'the model trains afterwards')
   native.dispose()
 })
-

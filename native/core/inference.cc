@@ -15,9 +15,11 @@ torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torc
                           const std::vector<int32_t>& labels, int64_t numClasses) {
   const int64_t q = queries.size(0);
   const int64_t s = support.size(0);
-  if (static_cast<int64_t>(labels.size()) != s) throw InvalidArgumentError("classScores needs one label per support image");
+  if (static_cast<int64_t>(labels.size()) != s)
+    throw InvalidArgumentError("classScores needs one label per support image");
   for (const int32_t label : labels) {
-    if (label < 0 || label >= numClasses) throw InvalidArgumentError("a support label is outside 0.." + std::to_string(numClasses - 1));
+    if (label < 0 || label >= numClasses)
+      throw InvalidArgumentError("a support label is outside 0.." + std::to_string(numClasses - 1));
   }
   const auto e = model.embedImages(torch::cat({queries, support}));
   const auto eq = e.narrow(0, 0, q);

@@ -97,10 +97,11 @@ Enum metadataChoice(const std::string& path, const Metadata& m, const std::strin
 // What the metadata says the model is: format, architecture, input, normalisation, loss.
 ModelConfig readModelConfig(const std::string& path, const Metadata& m) {
   const auto format = m.find(kFormatKey);
-  if (format == m.end()) throw BadFileError(path, "not a siamese-torch model (no \"" + std::string(kFormatKey) + "\" metadata)");
+  if (format == m.end())
+    throw BadFileError(path, "not a siamese-torch model (no \"" + std::string(kFormatKey) + "\" metadata)");
   if (format->second != kFormatVersion) {
-    throw BadFileError(path, "model format version " + format->second + " is not supported (this build reads " +
-                                 kFormatVersion + ")");
+    throw BadFileError(
+        path, "model format version " + format->second + " is not supported (this build reads " + kFormatVersion + ")");
   }
   const auto architecture = m.find("architecture");
   if (architecture == m.end() || architecture->second != choiceName(Tower::Reference)) {
@@ -132,7 +133,8 @@ std::map<std::string, const TensorEntry*> checkTensors(const std::string& path, 
     const bool isParameter = expected.count(t.name) > 0;
     const bool isOptimizer = checkpoint && startsWith(t.name, kOptimizerPrefix);
     if (!isParameter && !isOptimizer) throw BadFileError(path, "unexpected tensor \"" + t.name + "\"");
-    if (t.dtype != DType::F32) throw BadFileError(path, "tensor \"" + t.name + "\" is " + dtypeName(t.dtype) + ", expected F32");
+    if (t.dtype != DType::F32)
+      throw BadFileError(path, "tensor \"" + t.name + "\" is " + dtypeName(t.dtype) + ", expected F32");
     if (isOptimizer) {
       const std::string rest = t.name.substr(std::string(kOptimizerPrefix).size());
       const auto dot = rest.rfind('.');
@@ -142,7 +144,8 @@ std::map<std::string, const TensorEntry*> checkTensors(const std::string& path, 
       }
     } else if (t.shape != expected[t.name]) {
       throw BadFileError(path, "tensor \"" + t.name + "\" has shape " + c10::str(c10::IntArrayRef(t.shape)) +
-                                   ", expected " + c10::str(c10::IntArrayRef(expected[t.name])) + " for this architecture");
+                                   ", expected " + c10::str(c10::IntArrayRef(expected[t.name])) +
+                                   " for this architecture");
     }
     entries[t.name] = &t;
   }
@@ -155,7 +158,8 @@ std::map<std::string, const TensorEntry*> checkTensors(const std::string& path, 
 // Reads tensors' bytes from the file, refusing NaN and infinite values.
 class TensorReader {
  public:
-  TensorReader(const std::string& path, uint64_t dataStart) : path_(path), dataStart_(dataStart), in_(path, std::ios::binary) {
+  TensorReader(const std::string& path, uint64_t dataStart)
+      : path_(path), dataStart_(dataStart), in_(path, std::ios::binary) {
     if (!in_) throw BadFileError(path, "cannot open");
   }
 
@@ -164,7 +168,8 @@ class TensorReader {
     in_.seekg(static_cast<std::streamoff>(dataStart_ + t.begin));
     in_.read(static_cast<char*>(out.data_ptr()), static_cast<std::streamsize>(t.end - t.begin));
     if (!in_) throw BadFileError(path_, "cannot read tensor \"" + t.name + "\"");
-    if (!torch::isfinite(out).all().item<bool>()) throw BadFileError(path_, "tensor \"" + t.name + "\" holds NaN or infinite values");
+    if (!torch::isfinite(out).all().item<bool>())
+      throw BadFileError(path_, "tensor \"" + t.name + "\" holds NaN or infinite values");
     return out;
   }
 
@@ -204,7 +209,8 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device, bool wi
   loaded.checkpoint = m.count(kOptimizerKey) > 0;
   if (loaded.checkpoint) {
     loaded.optimizer.kind = metadataChoice<Optimizer>(path, m, kOptimizerKey);
-    if (m.count("optimizer_step") > 0) loaded.optimizer.step = metadataInteger(path, m, "optimizer_step", 0, int64_t{1} << 53);
+    if (m.count("optimizer_step") > 0)
+      loaded.optimizer.step = metadataInteger(path, m, "optimizer_step", 0, int64_t{1} << 53);
   }
   const auto entries = checkTensors(path, header, config, loaded.checkpoint);
 
@@ -216,7 +222,8 @@ LoadedModel loadModelFile(const std::string& path, torch::Device device, bool wi
   }
   if (withOptimizer) {
     for (const auto& [name, entry] : entries) {
-      if (startsWith(name, kOptimizerPrefix)) loaded.optimizer.tensors[name.substr(std::string(kOptimizerPrefix).size())] = reader.read(*entry);
+      if (startsWith(name, kOptimizerPrefix))
+        loaded.optimizer.tensors[name.substr(std::string(kOptimizerPrefix).size())] = reader.read(*entry);
     }
   }
   loaded.model = std::make_unique<Model>(config, device, std::move(net));

@@ -33,8 +33,8 @@ void saveCheckpointFile(const Model& model, const OptimizerSnapshot& optimizer, 
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
-  bool checkpoint = false;       // the file holds an optimiser state
-  OptimizerSnapshot optimizer;   // read only when asked for
+  bool checkpoint = false;      // the file holds an optimiser state
+  OptimizerSnapshot optimizer;  // read only when asked for
 };
 
 // Reads a model file or a checkpoint. Every header field, and every tensor's name, dtype and

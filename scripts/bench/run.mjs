@@ -47,8 +47,10 @@ const tools = {
     [join(here, 'ours.mjs'), String(threads), String(seed), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })),
   core: (set, seed) => lastJson(execFileSync(join(coreBuild, 'core_bench'), [set.dir, String(threads), String(seed)], { encoding: 'utf8' })),
   // The event-loop stalls a user sees: the first call (loading LibTorch) and training's start.
-  stalls: (set) => ({ trainPairsPerSecond: 0,
-    ...lastJson(execFileSync(process.execPath, [join(here, 'stalls.mjs'), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' })) }),
+  stalls: (set) => ({
+    trainPairsPerSecond: 0,
+    ...lastJson(execFileSync(process.execPath, [join(here, 'stalls.mjs'), ...(set.embedded ? [] : [set.dir])], { encoding: 'utf8' }))
+  }),
   pytorch: (set, seed) => {
     const summary = lastJson(execFileSync(python, [join(here, 'reference.py'), '--data', set.dir, '--pairs', set.pairsFile,
       '--epochs', '1', '--threads', String(threads), '--seed', String(seed)], { encoding: 'utf8' }))
