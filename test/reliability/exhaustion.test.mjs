@@ -5,13 +5,15 @@
 // allocator's live bytes back where they were). Before the fix, the system allocator's failure
 // came out as ERR_TORCH. A full disk (a file size limit, ulimit -f, in a child) while saving
 // over a good file, and while writing checkpoints: rejects with ERR_BAD_FILE naming the file,
-// and the good file keeps its bytes.
+// and the good file keeps its bytes. The same on a disk that is really full: a small tmpfs,
+// where CI runs as root (skipped, with the reason, where mounting is refused).
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createModel, loadModel } from 'siamese-torch'
-import { bashChild, childScript, ending, jsonLines, nodeChild, scratchDir } from './common.mjs'
+import { bashChild, childScript, ending, jsonLines, nodeChild, scratchDir, tinyDigits } from './common.mjs'
 
 const scratch = scratchDir(t, 'exhaustion')
 
@@ -79,4 +81,47 @@ t.test('a full disk (file size limit) while saving: ERR_BAD_FILE, and the previo
   const reloaded = await loadModel(target)
   t.equal(await reloaded.predict(probe, new Uint8Array(784)), goodP, 'the previous file still loads and predicts as it did')
   reloaded.dispose()
+})
+
+// A real full disk, not a file size limit: a small tmpfs mounted for the test (root only). A
+// model file is ~8.8 MB; 12 MB hold one, not a second beside it.
+async function smallTmpfs (t, dir) {
+  if (process.getuid?.() !== 0) return 'not root: mounting a tmpfs needs root'
+  mkdirSync(dir, { recursive: true })
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', dir], { encoding: 'utf8' })
+  if (mount.status !== 0) return `mount refused here: ${(mount.stderr || mount.error?.message || '').trim()}`
+  t.teardown(() => spawnSync('umount', [dir]))
+  return undefined
+}
+
+t.test('a disk that is really full (a 12 MB tmpfs): ENOSPC as ERR_BAD_FILE, the previous file intact', async (t) => {
+  const dir = join(scratch, 'tmpfs')
+  const refused = await smallTmpfs(t, dir)
+  if (refused !== undefined) {
+    t.skip(refused)
+    return
+  }
+  const target = join(dir, 'model.safetensors')
+  const model = await createModel({ seed: 4 })
+  await model.save(target)
+  const hash = (file) => createHash('sha256').update(readFileSync(file)).digest('hex')
+  const before = hash(target)
+  const err = await model.save(target).then(() => null, (e) => e)
+  t.equal(err?.code, 'ERR_BAD_FILE', `saving rejects: ${err?.code} ${err?.message}`)
+  t.equal(err?.path, target, 'naming the file')
+  t.match(err?.message, /No space left on device/, 'and saying why')
+  t.equal(hash(target), before, 'the previous file keeps every byte')
+  t.same(readdirSync(dir), ['model.safetensors'], 'nothing else is left on the disk')
+
+  const data = await tinyDigits()
+  const outDir = join(dir, 'out')
+  const training = await model.train({ data, epochs: 1, saveEvery: 1, outDir }).then(() => null, (e) => e)
+  t.equal(training?.code, 'ERR_BAD_FILE', `training with checkpoints rejects: ${training?.code} ${training?.message}`)
+  t.match(training?.path, /checkpoint-epoch-1\.safetensors$/, 'naming the checkpoint')
+  t.same(readdirSync(outDir), [], 'no partial checkpoint')
+  t.equal(hash(target), before, 'the saved model is untouched')
+  rmSync(target)
+  await model.save(target)
+  t.ok((await loadModel(target)).dispose() === undefined, 'with room again, the same model saves and loads')
+  model.dispose()
 })
