@@ -174,7 +174,7 @@ export const packageRoot = resolve(__dirname, '..')
 const ADDON_FILE = 'siamese_torch.node'
 
 /** Where the addon may be, in order: the build folders, or only SIAMESE_TORCH_ADDON when it is set. */
-export function addonCandidates (env: NodeJS.ProcessEnv = process.env): string[] {
+function addonCandidates (env: NodeJS.ProcessEnv = process.env): string[] {
   const candidates = [
     join(packageRoot, 'build', 'Release', ADDON_FILE),
     join(packageRoot, 'build', 'Debug', ADDON_FILE)
@@ -184,7 +184,7 @@ export function addonCandidates (env: NodeJS.ProcessEnv = process.env): string[]
 }
 
 /** A short, actionable reason for a failed `require` of an addon file. */
-export function explainLoadFailure (file: string, err: unknown): string {
+function explainLoadFailure (file: string, err: unknown): string {
   if (!existsSync(file)) return 'not built (no such file)'
   const message = err instanceof Error ? err.message : String(err)
   const firstLine = message.split('\n')[0] ?? message

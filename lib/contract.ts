@@ -3,17 +3,17 @@
 // in lib/, and the command line's flags, choices and help are all derived from here; nothing
 // else restates a default. native/core/contract.h is the C++ side of the same list, and
 // test/contract.test.mjs checks that the two agree.
-import { invalidArg } from './validate.js'
+import { integerIn, invalidArg } from './validate.js'
 
 /** The losses a model can be trained with; the loss decides how pairs are scored. */
-export const LOSSES = ['pair-ce', 'contrastive', 'triplet'] as const
+const LOSSES = ['pair-ce', 'contrastive', 'triplet'] as const
 /** Online mining for the triplet loss. */
-export const MININGS = ['none', 'batch-hard', 'semi-hard'] as const
-export const OPTIMIZERS = ['adam', 'sgd'] as const
+const MININGS = ['none', 'batch-hard', 'semi-hard'] as const
+const OPTIMIZERS = ['adam', 'sgd'] as const
 /** How training pairs are drawn (see docs/recipe.md). */
-export const PAIR_SCHEMES = ['reference', 'balanced'] as const
+const PAIR_SCHEMES = ['reference', 'balanced'] as const
 /** The network that turns an image into an embedding. */
-export const TOWERS = ['reference'] as const
+const TOWERS = ['reference'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist'] as const
 
@@ -56,7 +56,7 @@ export function read<T, D extends T | undefined> (setting: Setting<T, D>, value:
 }
 
 /** The type of the values a setting accepts. */
-export type ValueOf<S> = S extends { check: (value: unknown, name: string) => infer T } ? T : never
+type ValueOf<S> = S extends { check: (value: unknown, name: string) => infer T } ? T : never
 /** The values of a table of settings, by key. */
 export type Values<Table> = { [K in keyof Table]: ValueOf<Table[K]> }
 /** The values of a table of settings once read: a setting without a default may stay undefined. */
@@ -76,17 +76,7 @@ function choice<const T extends string, D extends T | undefined> (values: readon
 }
 
 function integer<D extends number | undefined> (min: number, max: number, fallback: D, help: string): Setting<number, D> {
-  return {
-    kind: 'integer',
-    help,
-    default: fallback,
-    check: (value, name) => {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-        throw invalidArg(name, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value)
-      }
-      return value
-    }
-  }
+  return { kind: 'integer', help, default: fallback, check: (value, name) => integerIn(value, name, min, max) }
 }
 
 function number<D extends number | undefined> (min: number, max: number, fallback: D, help: string): Setting<number, D> {

@@ -101,7 +101,7 @@ export async function curvesSvg (history: readonly EpochMetrics[], title: string
 /**
  * Principal components of `points` (rows of equal length): the first two coordinates of each.
  */
-export async function pca2d (points: readonly Float32Array[]): Promise<Array<[number, number]>> {
+async function pca2d (points: readonly Float32Array[]): Promise<Array<[number, number]>> {
   const { PCA } = await import('ml-pca')
   const rows = points.map((p) => Array.from(p))
   const pca = new PCA(rows, { center: true, scale: false })

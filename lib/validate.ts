@@ -3,7 +3,7 @@
 import { SiameseTorchError } from './errors.js'
 
 /** A short, readable rendering of any value for an error message. */
-export function describeValue (value: unknown): string {
+function describeValue (value: unknown): string {
   if (value === null) return 'null'
   if (value === undefined) return 'undefined'
   if (typeof value === 'string') return value.length > 60 ? `string "${value.slice(0, 57)}..."` : `string "${value}"`
@@ -59,29 +59,12 @@ export function integerIn (value: unknown, name: string, min: number, max: numbe
   return value
 }
 
-export function numberIn (value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    throw invalidArg(name, `a number from ${min} to ${max}`, value)
-  }
-  return value
-}
-
 export function nonEmptyString (value: unknown, name: string): string {
   if (typeof value !== 'string' || value.length === 0) throw invalidArg(name, 'a non-empty string', value)
-  return value
-}
-
-export function booleanOption (value: unknown, name: string): boolean {
-  if (typeof value !== 'boolean') throw invalidArg(name, 'a boolean', value)
   return value
 }
 
 export function functionOption<T extends (...args: never[]) => unknown> (value: unknown, name: string): T {
   if (typeof value !== 'function') throw invalidArg(name, 'a function', value)
   return value as T
-}
-
-/** Seeds are integers from 0 to 2^53 - 1 (exact in a double, passed to C++ as uint64). */
-export function seedOption (value: unknown, name: string): number {
-  return integerIn(value, name, 0)
 }

@@ -10,7 +10,7 @@ import type { DataSplit } from './types.js'
 export const DIGITS: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
 
 /** Where the package keeps the embedded digits (built by scripts/build-embedded.js). */
-export const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
+const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
 
 /**
  * The default data: 10,000 real MNIST digits (863 to 1,127 a class, from the npm package

@@ -53,7 +53,7 @@ export function triplets (set: LabelledImages, options?: SamplingOptions): Tripl
 }
 
 /** Pairs from triplets: (anchor, positive, same = 1) then (anchor, negative, same = 0), for each. */
-export function pairsFromTriplets (t: Triplets): Pairs {
+function pairsFromTriplets (t: Triplets): Pairs {
   const n = t.anchor.length
   const left = new Int32Array(2 * n)
   const right = new Int32Array(2 * n)
