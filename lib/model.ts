@@ -426,9 +426,6 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
 /** train() without resume: every option checked, the data read, a model of its size built, then trained. */
 async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
   const plan = resolveModelPlan({ loss: o['loss'], margin: o['margin'], embeddingSize: o['embeddingSize'], device: o['device'], seed: o['seed'], threads: o['threads'] })
-  if (o['margin'] !== undefined && plan.config.loss === 'pair-ce') {
-    throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o['margin'])
-  }
   resolveTrainingSettings(o, undefined) // checked before the data is read
   const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'))
   assertModelSized(data)

@@ -87,6 +87,9 @@ export interface ModelPlan {
 export function resolveModelPlan (o: Record<string, unknown>): ModelPlan {
   const loss = read(modelSettings.loss, o['loss'], 'loss')
   const margin = read(modelSettings.margin, o['margin'], 'margin')
+  if (o['margin'] !== undefined && loss === 'pair-ce') {
+    throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o['margin'])
+  }
   return {
     config: {
       width: read(modelSettings.width, o['width'], 'width'),
