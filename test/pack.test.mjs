@@ -2,25 +2,38 @@
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { run, node, root } from './helpers/run.mjs'
 
 const scratch = mkdtempSync(join(tmpdir(), 'siamese-pack-'))
 t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
 const npm = (args, cwd) => run('npm', args, { cwd, env: { npm_config_update_notifier: 'false' } })
 
-t.test('npm pack ships the sources an installer needs, and nothing else', async (t) => {
+// What a user needs, and only that: the compiled package with its embedded digits, the native
+// sources and the two scripts that build them (no tests, fuzzers or benchmark), the docs and
+// examples the README points to.
+function expectedFiles () {
+  const tracked = (...paths) => run('git', ['ls-files', ...paths]).stdout.trim().split('\n').filter(Boolean)
+  const built = (dir) => readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile()).map((e) => relative(root, join(e.parentPath ?? e.path, e.name)))
+  return [
+    'package.json', 'README.md', 'LICENSE', 'CMakeLists.txt', 'binding.gyp', 'scripts/find-libtorch.js', 'scripts/install.js',
+    ...tracked('native/core', 'native/addon', 'native/sources.txt', 'examples', 'docs/*.md'),
+    ...built('dist')
+  ].sort()
+}
+
+t.test('npm pack ships exactly what an installer and a reader need', async (t) => {
   const r = npm(['pack', '--json', '--pack-destination', scratch], root)
   t.equal(r.status, 0, r.stderr)
   const [packed] = JSON.parse(r.stdout)
-  const files = packed.files.map((f) => f.path)
-  for (const needed of ['package.json', 'CMakeLists.txt', 'binding.gyp', 'scripts/find-libtorch.js',
-    'scripts/install.js', 'native/sources.txt', 'native/addon/addon.cc', 'native/core/torch_info.cc',
-    'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli.js', 'README.md',
-    'dist/data/mnist-embedded/train-images-idx3-ubyte.gz', 'dist/data/mnist-embedded/t10k-labels-idx1-ubyte.gz']) {
+  const files = packed.files.map((f) => f.path).sort()
+  t.same(files, expectedFiles())
+  t.notOk(files.some((f) => /^(test|build|node_modules|\.ci)\/|^native\/(test|fuzz|bench)\//.test(f)), 'no tests, fuzzers, benchmarks, builds or CI')
+  for (const needed of ['native/addon/addon.cc', 'native/core/trainer.cc', 'dist/index.d.mts', 'dist/cli.js',
+    'dist/data/mnist-embedded/train-images-idx3-ubyte.gz', 'examples/quickstart.mjs', 'docs/api.md']) {
     t.ok(files.includes(needed), `ships ${needed}`)
   }
-  t.notOk(files.some((f) => /^(test|build|node_modules|\.ci)\//.test(f)), 'no tests, builds or CI files')
 })
 
 t.test('npm install of the tarball builds the addon; ESM and CJS both load it', async (t) => {
