@@ -256,7 +256,12 @@ export class SiameseModel {
    * data: evaluating it on the digits would score it on classes it never saw, so it needs data.
    */
   #trainedOn (metadata: Record<string, string>): string {
-    const recorded = metadata['train_options'] === undefined ? undefined : readCheckpoint('this model', metadata)
+    let recorded: Checkpoint | undefined
+    try {
+      recorded = readCheckpoint('this model', metadata)
+    } catch {
+      // A record that cannot be read says nothing about the data: decide by the classes alone.
+    }
     if (recorded?.dataSource !== undefined) return recorded.dataSource
     const classes = this.classes
     if (classes === undefined || (classes.length === DIGITS.length && classes.every((c, i) => c === DIGITS[i]))) return defaults.data

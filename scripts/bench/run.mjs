@@ -157,7 +157,10 @@ rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(
 const table = rows.join('\n')
 const dir = join(here, 'results')
 mkdirSync(dir, { recursive: true })
-writeFileSync(join(dir, `${result.date}-bench.json`), `${JSON.stringify(result, null, 2)}\n`)
-writeFileSync(join(dir, `${result.date}-bench.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
+// A second run on the same day gets its own files: committed results are never overwritten.
+let name = `${result.date}-bench`
+for (let n = 2; existsSync(join(dir, `${name}.json`)); n++) name = `${result.date}-${n}-bench`
+writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`)
+writeFileSync(join(dir, `${name}.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
   `Versions: siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}, PyTorch ${result.versions.pytorch}.\n\n${table}\n`)
 console.log(table)
