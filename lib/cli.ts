@@ -298,7 +298,8 @@ async function writeOut (file: string, contents: string | Buffer): Promise<void>
   }
 }
 
-function trainCommandDefinition (program: Command): void {
+/** The `train` command: a flag for every training and model setting of the contract. */
+function defineTrainCommand (program: Command): void {
   const command = program.command('train')
     .description('train a Siamese network (defaults: the reference recipe on the embedded digits)')
     .option('--data <source>', `embedded, mnist, fashion-mnist, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
@@ -314,13 +315,8 @@ function trainCommandDefinition (program: Command): void {
     .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
 }
 
-function buildProgram (): Command {
-  const program = new Command('siamese-torch')
-    .description('Train and use Siamese networks natively with LibTorch')
-    .version(packageVersion(), '--version', 'print the package version')
-    .option('--verbose', 'show stack traces of errors')
-    .exitOverride()
-
+/** The `info` command: versions and capabilities. */
+function defineInfoCommand (program: Command): void {
   program.command('info')
     .description('versions, where LibTorch was found, CUDA devices, threads')
     .option('--json', 'print JSON')
@@ -329,9 +325,10 @@ function buildProgram (): Command {
       const info = version()
       out(flags.json ? JSON.stringify(info) : formatInfo(info))
     })
+}
 
-  trainCommandDefinition(program)
-
+/** The `eval` command: a model's metrics on a data set. */
+function defineEvalCommand (program: Command): void {
   program.command('eval')
     .description('pair accuracy, AUC, threshold and N-way one-shot accuracy of a model')
     .argument('<model>', 'a .safetensors model')
@@ -356,7 +353,10 @@ function buildProgram (): Command {
         if (m.oneShotAccuracy !== null) out(`${m.oneShotWays}-way one-shot accuracy  ${percent(m.oneShotAccuracy)}`)
       }
     })
+}
 
+/** The `compare` command: P(same) of two images. */
+function defineCompareCommand (program: Command): void {
   program.command('compare')
     .description('the probability that two images show the same class')
     .argument('<model>', 'a .safetensors model')
@@ -368,7 +368,10 @@ function buildProgram (): Command {
       const p = await withModel(path, (model) => model.predict(a, b))
       out(flags.json ? JSON.stringify({ a, b, pSame: p }) : `P(same) = ${p.toFixed(4)}`)
     })
+}
 
+/** The `classify` command: one-shot classification against a folder of examples. */
+function defineClassifyCommand (program: Command): void {
   program.command('classify')
     .description('one-shot classification against a folder of labelled examples')
     .argument('<model>', 'a .safetensors model')
@@ -387,7 +390,10 @@ function buildProgram (): Command {
           : `${queries[i]}: ${r.className} (${r.probability.toFixed(4)})`)
       })
     })
+}
 
+/** The `embed` command: embeddings as JSON or .npy. */
+function defineEmbedCommand (program: Command): void {
   program.command('embed')
     .description('embeddings of images, as JSON or .npy')
     .argument('<model>', 'a .safetensors model')
@@ -402,6 +408,20 @@ function buildProgram (): Command {
       await writeOut(file, ext === '.npy' ? npy(rows) : `${JSON.stringify(images.map((image, i) => ({ image, embedding: Array.from(rows[i] ?? []) })))}\n`)
       out(`${rows.length} embeddings of ${rows[0]?.length ?? 0} values written to ${file}`)
     })
+}
+
+function buildProgram (): Command {
+  const program = new Command('siamese-torch')
+    .description('Train and use Siamese networks natively with LibTorch')
+    .version(packageVersion(), '--version', 'print the package version')
+    .option('--verbose', 'show stack traces of errors')
+    .exitOverride()
+  defineInfoCommand(program)
+  defineTrainCommand(program)
+  defineEvalCommand(program)
+  defineCompareCommand(program)
+  defineClassifyCommand(program)
+  defineEmbedCommand(program)
   return program
 }
 
