@@ -136,11 +136,13 @@ SafetensorsHeader parseSafetensorsHeader(const std::string& path, const uint8_t*
                                          uint64_t fileSize) {
   if (fileSize < 8 || prefixSize < 8)
     bad(path, "too short to be a safetensors file (" + std::to_string(fileSize) + " bytes)");
-  if (prefix[0] == 0x80 || (prefix[0] == 'P' && prefix[1] == 'K')) {
-    bad(path, "looks like a PyTorch pickle (.pt/.pth), not safetensors; siamese-torch never unpickles");
-  }
   const uint64_t headerSize = readLittleEndian64(prefix);
   if (headerSize > kMaxHeaderBytes || headerSize > fileSize - 8) {
+    // Not safetensors. Only now may a first byte of 0x80 mean a pickle: in a safetensors file it
+    // is the low byte of the header's length (a header of 0x580 bytes starts 80 05 00 ...).
+    if (prefix[0] == 0x80 || (prefix[0] == 'P' && prefix[1] == 'K')) {
+      bad(path, "looks like a PyTorch pickle (.pt/.pth), not safetensors; siamese-torch never unpickles");
+    }
     const std::string like = lookalike(prefix, std::min<size_t>(prefixSize, 512));
     if (!like.empty()) bad(path, "not a safetensors model file: it looks like " + like);
   }
