@@ -16,7 +16,7 @@ import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutFile } from './files.js'
 import { loadModel, train, type SiameseModel } from './model.js'
-import { resolveData, type TrainOptions } from './options.js'
+import { readCheckpoint, resolveData, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
@@ -210,8 +210,7 @@ function resumeCommand (checkpoint: string, data: string | undefined, outDir: st
 /** The data source a trained model recorded (the source of a resumed run's data). */
 function recordedSource (model: SiameseModel): string | undefined {
   try {
-    const recorded = JSON.parse(model.metadata['train_options'] ?? '{}') as { data?: unknown }
-    return typeof recorded.data === 'string' ? recorded.data : undefined
+    return readCheckpoint('the model', model.metadata).dataSource
   } catch {
     return undefined
   }

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <unordered_set>
@@ -281,6 +282,12 @@ std::string jsonQuote(std::string_view text) {
     }
   }
   return out + "\"";
+}
+
+std::string jsonNumber(double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", value);
+  return buf;
 }
 
 }  // namespace siamese::core

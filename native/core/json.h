@@ -31,4 +31,8 @@ Json parseJson(std::string_view text);
 // "text" with JSON escapes, quotes included.
 std::string jsonQuote(std::string_view text);
 
+// A finite double as the shortest text that reads back to the same value (%.17g): for JSON
+// values and for metadata strings alike.
+std::string jsonNumber(double value);
+
 }  // namespace siamese::core

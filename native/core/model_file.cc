@@ -1,11 +1,11 @@
 #include "model_file.h"
 
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <vector>
 
 #include "errors.h"
+#include "json.h"
 #include "safetensors.h"
 
 namespace siamese::core {
@@ -14,12 +14,6 @@ namespace {
 
 constexpr const char* kOptimizerPrefix = "optimizer.";  // optimiser tensors
 constexpr const char* kOptimizerKey = "optimizer";      // its kind; "optimizer_step": Adam's step
-
-std::string number(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
 
 bool startsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -47,11 +41,11 @@ Metadata configMetadata(const Model& model, const std::string& kind) {
   m["input_width"] = std::to_string(c.shape.width);
   m["input_height"] = std::to_string(c.shape.height);
   m["embedding_size"] = std::to_string(c.shape.embeddingSize);
-  m["norm_mean"] = number(c.norm.mean);
-  m["norm_std"] = number(c.norm.std);
+  m["norm_mean"] = jsonNumber(c.norm.mean);
+  m["norm_std"] = jsonNumber(c.norm.std);
   m["loss"] = choiceName(c.loss);
-  m["margin"] = number(c.margin);
-  m["threshold"] = number(c.threshold);
+  m["margin"] = jsonNumber(c.margin);
+  m["threshold"] = jsonNumber(c.threshold);
   return m;
 }
 

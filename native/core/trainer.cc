@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <sstream>
 #include <type_traits>
 
 #include "errors.h"
 #include "evaluate.h"
+#include "json.h"
 #include "sampling.h"
 
 namespace siamese::core {
@@ -371,20 +371,14 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
 };
 
-std::string number(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
 }  // namespace
 
 std::string metricsJson(const EpochMetrics& m) {
-  return "{\"epoch\":" + std::to_string(m.epoch) + ",\"trainLoss\":" + number(m.trainLoss) +
-         ",\"trainAccuracy\":" + number(m.trainAccuracy) + ",\"testLoss\":" + number(m.testLoss) +
-         ",\"testAccuracy\":" + number(m.testAccuracy) + ",\"auc\":" + number(m.auc) +
-         ",\"threshold\":" + number(m.threshold) + ",\"seconds\":" + number(m.seconds) +
-         ",\"pairsPerSecond\":" + number(m.pairsPerSecond) + "}";
+  return "{\"epoch\":" + std::to_string(m.epoch) + ",\"trainLoss\":" + jsonNumber(m.trainLoss) +
+         ",\"trainAccuracy\":" + jsonNumber(m.trainAccuracy) + ",\"testLoss\":" + jsonNumber(m.testLoss) +
+         ",\"testAccuracy\":" + jsonNumber(m.testAccuracy) + ",\"auc\":" + jsonNumber(m.auc) +
+         ",\"threshold\":" + jsonNumber(m.threshold) + ",\"seconds\":" + jsonNumber(m.seconds) +
+         ",\"pairsPerSecond\":" + jsonNumber(m.pairsPerSecond) + "}";
 }
 
 TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c,
