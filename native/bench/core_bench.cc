@@ -31,7 +31,7 @@ ImageData load(const std::string& dir, const std::string& images, const std::str
   ImageData out;
   out.images = torch::from_blob(split.images.pixels.data(),
                                 {static_cast<int64_t>(split.images.count), static_cast<int64_t>(split.images.rows),
-                                 static_cast<int64_t>(split.images.cols)},
+                                 static_cast<int64_t>(split.images.cols), 1},
                                 torch::kUInt8)
                    .clone();
   out.labels.assign(split.labels.labels.begin(), split.labels.labels.end());

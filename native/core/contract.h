@@ -19,7 +19,7 @@ enum class Loss { PairCE, Contrastive, Triplet };
 enum class Mining { None, BatchHard, SemiHard };
 enum class Optimizer { Adam, Sgd };
 enum class PairScheme { Reference, Balanced };
-enum class Tower { Reference };
+enum class Tower { Reference, Conv4, ResNet18 };
 
 // Each enum's values with their names, in the order lib/contract.ts lists them.
 template <typename Enum>
@@ -52,7 +52,8 @@ struct Choices<PairScheme> {
 template <>
 struct Choices<Tower> {
   static constexpr const char* kind = "tower";
-  static constexpr std::array<std::pair<Tower, std::string_view>, 1> values{{{Tower::Reference, "reference"}}};
+  static constexpr std::array<std::pair<Tower, std::string_view>, 3> values{
+      {{Tower::Reference, "reference"}, {Tower::Conv4, "conv4"}, {Tower::ResNet18, "resnet18"}}};
 };
 
 // The enum value named `name`; InvalidArgumentError for an unknown name.
@@ -77,6 +78,8 @@ const char* choiceName(Enum value) {
 namespace defaults {
 constexpr int64_t kWidth = 28;
 constexpr int64_t kHeight = 28;
+constexpr int64_t kChannels = 1;
+constexpr Tower kTower = Tower::Reference;
 constexpr int64_t kEmbeddingSize = 512;
 constexpr Loss kLoss = Loss::PairCE;
 constexpr double kMargin = 1.0;

@@ -26,7 +26,10 @@ uint64_t fold(uint64_t h, uint64_t value) { return mixBits(h ^ value); }
 
 uint64_t foldSet(uint64_t h, const ImageData& set) {
   const torch::Tensor pixels = set.images.contiguous();
-  for (const int64_t size : pixels.sizes()) h = fold(h, static_cast<uint64_t>(size));
+  // [N, H, W] for grey, as before colour images came: fingerprints recorded then still match.
+  const auto sizes = pixels.sizes();
+  const size_t dims = sizes.size() == 4 && sizes[3] == 1 ? 3 : sizes.size();
+  for (size_t i = 0; i < dims; ++i) h = fold(h, static_cast<uint64_t>(sizes[i]));
   h = fold(h, static_cast<const uint8_t*>(pixels.data_ptr()), static_cast<size_t>(pixels.numel()));
   h = fold(h, reinterpret_cast<const uint8_t*>(set.labels.data()), set.labels.size() * sizeof(int32_t));
   return fold(h, static_cast<uint64_t>(set.numClasses));

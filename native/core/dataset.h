@@ -9,7 +9,7 @@
 
 namespace siamese::core {
 
-// uint8 [N, H, W] pixels on the CPU, N labels in [0, numClasses).
+// uint8 [N, H, W, C] pixels on the CPU (channels interleaved), N labels in [0, numClasses).
 struct ImageData {
   torch::Tensor images;
   std::vector<int32_t> labels;

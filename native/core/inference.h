@@ -11,12 +11,12 @@
 
 namespace siamese::core {
 
-// P(same) of each pair (left[i], right[i]): uint8 [N, H, W] twice -> float [N] (CPU).
+// P(same) of each pair (left[i], right[i]): uint8 [N, H, W, C] twice -> float [N] (CPU).
 torch::Tensor predictPairs(Model& model, const torch::Tensor& left, const torch::Tensor& right);
 
 // One-shot and k-shot classification: for each query and class, the highest P(same) between the
 // query and that class's support images; -1 for a class with no support image. queries uint8
-// [Q, H, W], support uint8 [S, H, W] with S labels in [0, numClasses) -> float [Q, numClasses].
+// [Q, H, W, C], support uint8 [S, H, W, C] with S labels in [0, numClasses) -> float [Q, numClasses].
 torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torch::Tensor& support,
                           const std::vector<int32_t>& labels, int64_t numClasses);
 

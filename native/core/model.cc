@@ -46,10 +46,34 @@ void Model::useForTraining(bool training) {
   net_->useTrainingLayout(training);
 }
 
+namespace {
+
+// Evaluation mode for one inference call on a network that is training (its BatchNorm layers use
+// and keep their running statistics), training mode again afterwards. Under the weights lock,
+// which a BatchNorm tower's training step holds throughout (trainer.cc).
+class EvaluationMode {
+ public:
+  explicit EvaluationMode(SiameseNet& net) : net_(net), wasTraining_(net->hasBatchNorm() && net->is_training()) {
+    if (wasTraining_) net_->train(false);
+  }
+  ~EvaluationMode() {
+    if (wasTraining_) net_->train(true);
+  }
+  EvaluationMode(const EvaluationMode&) = delete;
+  EvaluationMode& operator=(const EvaluationMode&) = delete;
+
+ private:
+  SiameseNet& net_;
+  const bool wasTraining_;
+};
+
+}  // namespace
+
 torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize) {
   useThreads();
   torch::InferenceMode inference;
   std::lock_guard<std::mutex> lock(weightsMutex_);
+  const EvaluationMode evaluation(net_);
   const int64_t n = images.size(0);
   std::vector<torch::Tensor> parts;
   // Uploaded once as uint8 (a quarter of float32), from pinned memory on a GPU; normalised there.

@@ -31,9 +31,11 @@ using Metadata = std::map<std::string, std::string>;
 
 // Threads and locks. A model is shared by the main thread (info, metadata), the thread of a
 // training run, and the compute thread that runs inference; every member says what guards it.
-//   - weightsMutex(): the network's weights, gradients, mode (train/eval) and weight layout. Held
-//     for one optimiser step, or one inference call: inference during training sees the weights
-//     of the last completed step. Never taken on the main thread (a step can take long).
+//   - weightsMutex(): the network's weights, BatchNorm statistics, gradients, mode (train/eval)
+//     and weight layout. Held for one optimiser step (for a tower with BatchNorm, the whole
+//     step: its forward pass updates the running statistics), or one inference call, which runs
+//     in evaluation mode: inference during training sees the weights and statistics of the last
+//     completed step. Never taken on the main thread (a step can take long).
 //   - metadataMutex_: the metadata strings; held only to copy or merge them, so the main thread
 //     may take it.
 //   - the threshold and the thread count are atomics.
@@ -65,7 +67,7 @@ class Model {
   // Training mode and weight layout for training (true) or inference (false), under the weights lock.
   void useForTraining(bool training);
 
-  // uint8 [N, H, W] (CPU) -> float [N, E] (CPU), in batches, without gradients.
+  // uint8 [N, H, W, C] (CPU) -> float [N, E] (CPU), in batches, without gradients.
   torch::Tensor embedImages(const torch::Tensor& images, int64_t batchSize = 128);
   // P(same) for pairs of embeddings (CPU or device) -> float [B] (CPU).
   torch::Tensor sameProbability(const torch::Tensor& e1, const torch::Tensor& e2);

@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -41,5 +43,23 @@ struct LoadedModel {
 // shape, is checked before any tensor data is read. `withOptimizer`: read a checkpoint's optimiser
 // state too (for a resume); otherwise its tensors are checked and skipped.
 LoadedModel loadModelFile(const std::string& path, torch::Device device, bool withOptimizer = false);
+
+// What initFromFile did, by our tensor names (without the prefix).
+struct InitReport {
+  std::vector<std::string> loaded;
+  std::vector<std::string> missing;                          // ours, not in the file: left at their initialisation
+  std::vector<std::string> unexpected;                       // the file's (full names), not ours
+  std::vector<std::pair<std::string, std::string>> skipped;  // embedding layer / head of another shape: why
+};
+
+// Starts a network from a safetensors file of weights trained elsewhere, e.g. a torchvision
+// ResNet-18 state dict: tensors matched by name as PyTorch's load_state_dict(strict=False) does,
+// file name = prefix + our name; any float dtype converted. A tower tensor of another shape is
+// refused (BadFileError naming it) before anything changes; an embedding layer or head of another
+// shape (a classifier's fc) is skipped and reported.
+InitReport initFromFile(SiameseNet& net, const std::string& path, const std::string& prefix);
+
+// The report as JSON ({path, prefix, loaded, missing, unexpected, skipped: [{name, reason}]}).
+std::string initReportJson(const InitReport& report, const std::string& path, const std::string& prefix);
 
 }  // namespace siamese::core

@@ -1,46 +1,227 @@
 #include "network.h"
 
+#include <array>
+#include <utility>
+
 #include "errors.h"
 
 namespace siamese::core {
+
+namespace {
+
+namespace nn = torch::nn;
+
+// conv4's block: 3x3 convolution (with bias, as the few-shot literature's), BatchNorm, ReLU, 2x2 max-pool.
+class ConvBlockImpl : public nn::Module {
+ public:
+  ConvBlockImpl(int64_t in, int64_t out)
+      : conv(register_module("conv", nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1)))),
+        bn(register_module("bn", nn::BatchNorm2d(out))) {}
+
+  // In-place ReLU: BatchNorm's backward pass needs its input, not its output.
+  torch::Tensor forward(const torch::Tensor& x) { return torch::max_pool2d(bn->forward(conv->forward(x)).relu_(), 2); }
+
+ private:
+  nn::Conv2d conv;
+  nn::BatchNorm2d bn;
+};
+TORCH_MODULE(ConvBlock);
+
+// torchvision's BasicBlock: two 3x3 convolutions without bias, each followed by BatchNorm, and a
+// shortcut that is a strided 1x1 convolution and BatchNorm ("downsample") when the shape changes.
+class BasicBlockImpl : public nn::Module {
+ public:
+  BasicBlockImpl(int64_t in, int64_t out, int64_t stride)
+      : conv1(
+            register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)))),
+        bn1(register_module("bn1", nn::BatchNorm2d(out))),
+        conv2(register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)))),
+        bn2(register_module("bn2", nn::BatchNorm2d(out))) {
+    if (stride != 1 || in != out) {
+      downsample = register_module(
+          "downsample",
+          nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)), nn::BatchNorm2d(out)));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    const torch::Tensor identity = downsample ? downsample->forward(x) : x;
+    auto out = bn1->forward(conv1->forward(x)).relu_();
+    out = bn2->forward(conv2->forward(out));
+    return out.add_(identity).relu_();
+  }
+
+ private:
+  nn::Conv2d conv1;
+  nn::BatchNorm2d bn1;
+  nn::Conv2d conv2;
+  nn::BatchNorm2d bn2;
+  nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+// One of ResNet-18's stages: two BasicBlocks, named "0" and "1" as in torchvision's nn.Sequential.
+class ResLayerImpl : public nn::Module {
+ public:
+  ResLayerImpl(int64_t in, int64_t out, int64_t stride)
+      : first(register_module("0", BasicBlock(in, out, stride))),
+        second(register_module("1", BasicBlock(out, out, 1))) {}
+
+  torch::Tensor forward(const torch::Tensor& x) { return second->forward(first->forward(x)); }
+
+ private:
+  BasicBlock first;
+  BasicBlock second;
+};
+TORCH_MODULE(ResLayer);
+
+// ResNet-18's stages after the stem: (output channels, stride of the first block).
+constexpr std::array<std::pair<int64_t, int64_t>, 4> kResNetLayers{{{64, 1}, {128, 2}, {256, 2}, {512, 2}}};
+constexpr int64_t kConv4Width = 64;
+
+void addBatchNorm(std::vector<StateTensor>& out, const std::string& name, int64_t features) {
+  out.push_back({name + ".weight", {features}});
+  out.push_back({name + ".bias", {features}});
+  out.push_back({name + ".running_mean", {features}, false});
+  out.push_back({name + ".running_var", {features}, false});
+  out.push_back({name + ".num_batches_tracked", {}, false, torch::kLong});
+}
+
+void checkShape(const NetworkShape& shape) {
+  const int64_t least = minInputSide(shape.tower);
+  if (shape.width < least || shape.height < least || shape.width > kMaxInputSide || shape.height > kMaxInputSide) {
+    throw InvalidArgumentError("the " + std::string(choiceName(shape.tower)) + " tower takes images from " +
+                               std::to_string(least) + "x" + std::to_string(least) + " to " +
+                               std::to_string(kMaxInputSide) + "x" + std::to_string(kMaxInputSide) + " pixels, not " +
+                               std::to_string(shape.width) + "x" + std::to_string(shape.height));
+  }
+  if (shape.channels != 1 && shape.channels != 3) throw InvalidArgumentError("images have 1 or 3 channels");
+  if (shape.embeddingSize < 1) throw InvalidArgumentError("the embedding size must be at least 1");
+}
+
+}  // namespace
+
+int64_t minInputSide(Tower tower) { return tower == Tower::Reference ? kMinInputSide : kMinTowerInputSide; }
 
 int64_t flattenSize(int64_t width, int64_t height) {
   const auto side = [](int64_t n) { return (n - 6) / 2 - 8; };
   return 256 * side(width) * side(height);
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes(const NetworkShape& shape) {
+int64_t towerStages(Tower tower) {
+  switch (tower) {
+    case Tower::Reference: return 3;
+    case Tower::Conv4: return 4;
+    case Tower::ResNet18: return 5;
+  }
+  return 0;
+}
+
+std::vector<StateTensor> stateShapes(const NetworkShape& shape) {
+  checkShape(shape);
   const int64_t e = shape.embeddingSize;
-  return {
-      {"conv1.weight", {64, 1, 7, 7}},
-      {"conv1.bias", {64}},
-      {"conv2.weight", {128, 64, 5, 5}},
-      {"conv2.bias", {128}},
-      {"conv3.weight", {256, 128, 5, 5}},
-      {"conv3.bias", {256}},
-      {"linear1.weight", {e, flattenSize(shape.width, shape.height)}},
-      {"linear1.bias", {e}},
-      {"linear2.weight", {2, e}},
-      {"linear2.bias", {2}},
-  };
+  const int64_t c = shape.channels;
+  std::vector<StateTensor> out;
+  switch (shape.tower) {
+    case Tower::Reference:
+      out = {{"conv1.weight", {64, c, 7, 7}},
+             {"conv1.bias", {64}},
+             {"conv2.weight", {128, 64, 5, 5}},
+             {"conv2.bias", {128}},
+             {"conv3.weight", {256, 128, 5, 5}},
+             {"conv3.bias", {256}},
+             {"linear1.weight", {e, flattenSize(shape.width, shape.height)}},
+             {"linear1.bias", {e}}};
+      break;
+    case Tower::Conv4: {
+      int64_t in = c;
+      for (int i = 1; i <= 4; ++i) {
+        const std::string layer = "layer" + std::to_string(i);
+        out.push_back({layer + ".conv.weight", {kConv4Width, in, 3, 3}});
+        out.push_back({layer + ".conv.bias", {kConv4Width}});
+        addBatchNorm(out, layer + ".bn", kConv4Width);
+        in = kConv4Width;
+      }
+      out.push_back({"fc.weight", {e, kConv4Width * (shape.height / 16) * (shape.width / 16)}});
+      out.push_back({"fc.bias", {e}});
+      break;
+    }
+    case Tower::ResNet18: {
+      out.push_back({"conv1.weight", {64, c, 7, 7}});
+      addBatchNorm(out, "bn1", 64);
+      int64_t in = 64;
+      for (size_t l = 0; l < kResNetLayers.size(); ++l) {
+        const auto [width, stride] = kResNetLayers[l];
+        for (int b = 0; b < 2; ++b) {
+          const std::string block = "layer" + std::to_string(l + 1) + "." + std::to_string(b);
+          out.push_back({block + ".conv1.weight", {width, in, 3, 3}});
+          addBatchNorm(out, block + ".bn1", width);
+          out.push_back({block + ".conv2.weight", {width, width, 3, 3}});
+          addBatchNorm(out, block + ".bn2", width);
+          if (b == 0 && (stride != 1 || in != width)) {
+            out.push_back({block + ".downsample.0.weight", {width, in, 1, 1}});
+            addBatchNorm(out, block + ".downsample.1", width);
+          }
+          in = width;
+        }
+      }
+      out.push_back({"fc.weight", {e, 512}});
+      out.push_back({"fc.bias", {e}});
+      break;
+    }
+  }
+  out.push_back({"linear2.weight", {2, e}});
+  out.push_back({"linear2.bias", {2}});
+  return out;
 }
 
 SiameseNetImpl::SiameseNetImpl(const NetworkShape& shape) : shape_(shape) {
-  if (shape.width < kMinInputSide || shape.height < kMinInputSide) {
-    throw InvalidArgumentError("the network needs images of at least " + std::to_string(kMinInputSide) + "x" +
-                               std::to_string(kMinInputSide) + " pixels");
+  checkShape(shape);
+  const int64_t c = shape.channels;
+  const int64_t e = shape.embeddingSize;
+  switch (shape.tower) {
+    case Tower::Reference:
+      conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(c, 64, 7)));
+      pool1 = register_module("pool1", nn::MaxPool2d(nn::MaxPool2dOptions(2)));
+      conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(64, 128, 5)));
+      conv3 = register_module("conv3", nn::Conv2d(nn::Conv2dOptions(128, 256, 5)));
+      linear1 = register_module("linear1", nn::Linear(flattenSize(shape.width, shape.height), e));
+      break;
+    case Tower::Conv4:
+      for (int i = 1; i <= 4; ++i) {
+        layers.emplace_back(
+            register_module("layer" + std::to_string(i), ConvBlock(i == 1 ? c : kConv4Width, kConv4Width)));
+      }
+      fc = register_module("fc", nn::Linear(kConv4Width * (shape.height / 16) * (shape.width / 16), e));
+      break;
+    case Tower::ResNet18: {
+      conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(c, 64, 7).stride(2).padding(3).bias(false)));
+      bn1 = register_module("bn1", nn::BatchNorm2d(64));
+      int64_t in = 64;
+      for (size_t l = 0; l < kResNetLayers.size(); ++l) {
+        const auto [width, stride] = kResNetLayers[l];
+        layers.emplace_back(register_module("layer" + std::to_string(l + 1), ResLayer(in, width, stride)));
+        in = width;
+      }
+      fc = register_module("fc", nn::Linear(512, e));
+      // torchvision's initialisation: He (fan-out) for convolutions, BatchNorm at (1, 0).
+      torch::NoGradGuard noGrad;
+      for (auto& module : modules(/*include_self=*/false)) {
+        if (auto* conv = module->as<nn::Conv2d>()) {
+          nn::init::kaiming_normal_(conv->weight, 0, torch::kFanOut, torch::kReLU);
+        } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+          nn::init::ones_(bn->weight);
+          nn::init::zeros_(bn->bias);
+        }
+      }
+      break;
+    }
   }
-  if (shape.embeddingSize < 1) throw InvalidArgumentError("the embedding size must be at least 1");
-  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 64, 7)));
-  pool1 = register_module("pool1", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
-  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 128, 5)));
-  conv3 = register_module("conv3", torch::nn::Conv2d(torch::nn::Conv2dOptions(128, 256, 5)));
-  linear1 = register_module("linear1", torch::nn::Linear(flattenSize(shape.width, shape.height), shape.embeddingSize));
-  linear2 = register_module("linear2", torch::nn::Linear(shape.embeddingSize, 2));
+  linear2 = register_module("linear2", nn::Linear(e, 2));
 }
 
 bool SiameseNetImpl::usesOneDnn() const {
-  return conv1->weight.is_cpu() && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
+  return linear2->weight.is_cpu() && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
 }
 
 void SiameseNetImpl::useTrainingLayout(bool training) {
@@ -52,13 +233,55 @@ void SiameseNetImpl::useTrainingLayout(bool training) {
   // parameter's identity, so the optimiser's state stays attached.
   torch::NoGradGuard noGrad;
   const auto format = training ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  for (auto* conv : {&conv1, &conv2, &conv3}) {
-    auto& weight = (*conv)->weight;
-    weight.set_data(weight.contiguous(format));
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<nn::Conv2d>()) conv->weight.set_data(conv->weight.contiguous(format));
+  }
+}
+
+std::vector<std::shared_ptr<nn::Module>> SiameseNetImpl::stage(int64_t i) const {
+  switch (shape_.tower) {
+    case Tower::Reference: return {std::array<nn::Conv2d, 3>{conv1, conv2, conv3}[static_cast<size_t>(i)].ptr()};
+    case Tower::Conv4: return {layers[static_cast<size_t>(i)].ptr()};
+    case Tower::ResNet18:
+      if (i == 0) return {conv1.ptr(), bn1.ptr()};
+      return {layers[static_cast<size_t>(i - 1)].ptr()};
+  }
+  return {};
+}
+
+void SiameseNetImpl::freezeStages(int64_t stages) {
+  if (stages < 0 || stages > towerStages(shape_.tower)) {
+    throw InvalidArgumentError("the " + std::string(choiceName(shape_.tower)) + " tower has " +
+                               std::to_string(towerStages(shape_.tower)) + " stages to freeze, not " +
+                               std::to_string(stages));
+  }
+  frozen_ = stages;
+  for (auto& p : parameters()) p.set_requires_grad(true);
+  for (int64_t i = 0; i < stages; ++i) {
+    for (const auto& module : stage(i)) {
+      for (auto& p : module->parameters()) p.set_requires_grad(false);
+    }
+  }
+  train(is_training());
+}
+
+void SiameseNetImpl::train(bool on) {
+  nn::Module::train(on);
+  for (int64_t i = 0; i < frozen_; ++i) {
+    for (const auto& module : stage(i)) module->train(false);
   }
 }
 
 torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
+  switch (shape_.tower) {
+    case Tower::Reference: return embedReference(images);
+    case Tower::Conv4: return embedConv4(images);
+    case Tower::ResNet18: return embedResNet18(images);
+  }
+  throw InvalidArgumentError("unknown tower");
+}
+
+torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
   // ReLU in place: a convolution's backward pass needs its input, not its output, so the
   // output's buffer can hold the activation (a third less activation memory per image).
   auto x = conv1->forward(images).relu_();
@@ -78,6 +301,20 @@ torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
     return single ? out.narrow(0, 0, 1) : out;
   }
   return linear1->forward(x.flatten(1)).relu_();
+}
+
+torch::Tensor SiameseNetImpl::embedConv4(const torch::Tensor& images) {
+  torch::Tensor x = images;
+  for (auto& layer : layers) x = layer.forward(x);
+  // Flattened in (C, H, W) order, as PyTorch's flatten of an NCHW tensor, whatever the layout.
+  return fc->forward(x.contiguous().flatten(1));
+}
+
+torch::Tensor SiameseNetImpl::embedResNet18(const torch::Tensor& images) {
+  auto x = bn1->forward(conv1->forward(images)).relu_();
+  x = torch::max_pool2d(x, 3, 2, 1);
+  for (auto& layer : layers) x = layer.forward(x);
+  return fc->forward(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
 }
 
 torch::Tensor SiameseNetImpl::head(const torch::Tensor& e1, const torch::Tensor& e2) {

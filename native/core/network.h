@@ -1,10 +1,16 @@
-// The reference Siamese network (docs/recipe.md). Parameter names are those of the reference PyTorch
-// module (conv1, conv2, conv3, linear1, linear2) so that its state_dict and our files agree.
+// The Siamese network: a tower that turns an image into an embedding, and the head that scores a
+// pair of embeddings. Three towers (docs/architecture.md, "Towers"):
+//   - reference: the reference recipe's (conv1, conv2, conv3, linear1), its parameter names those
+//     of the reference PyTorch module, so that its state_dict and our files agree;
+//   - conv4: the few-shot backbone, four blocks of 3x3 conv 64, BatchNorm, ReLU, 2x2 max-pool
+//     (layer1..layer4, each .conv and .bn), then the embedding layer fc;
+//   - resnet18: torchvision's ResNet-18, with its parameter and buffer names (conv1, bn1,
+//     layer1.0.conv1, ..., layer4.1.bn2), torchvision's fc being the embedding layer.
+// The head, linear2, is the reference recipe's for every tower.
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -14,34 +20,67 @@
 namespace siamese::core {
 
 struct NetworkShape {
+  Tower tower = defaults::kTower;
   int64_t width = defaults::kWidth;
   int64_t height = defaults::kHeight;
+  int64_t channels = defaults::kChannels;  // 1 (grey) or 3 (RGB)
   int64_t embeddingSize = defaults::kEmbeddingSize;
 };
 
-// Smallest input side the tower accepts: 7x7 conv, 2x2 pool, two 5x5 convs leave >= 1 pixel.
+// Smallest input side of the reference tower: 7x7 conv, 2x2 pool, two 5x5 convs leave >= 1 pixel.
 constexpr int64_t kMinInputSide = 24;
+// Smallest input side of conv4 and resnet18 (four halvings leave one pixel).
+constexpr int64_t kMinTowerInputSide = 16;
+// Largest input side of any tower.
+constexpr int64_t kMaxInputSide = 4096;
 
-// Features entering linear1 for an input of this size: 256 * h' * w'.
+// The smallest input side `tower` takes.
+int64_t minInputSide(Tower tower);
+
+// Features entering the reference tower's linear1 for an input of this size: 256 * h' * w'.
 int64_t flattenSize(int64_t width, int64_t height);
 
-// The parameters of the network for `shape`, by name, with their shapes, in registration order,
-// computed without building it: a model file is checked against them before anything of the
-// file's claimed size is allocated.
-std::vector<std::pair<std::string, std::vector<int64_t>>> parameterShapes(const NetworkShape& shape);
+// One tensor of a network's state: a parameter, or a buffer (BatchNorm's running statistics).
+struct StateTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool parameter = true;
+  torch::Dtype dtype = torch::kFloat;  // num_batches_tracked is int64
+};
+
+// The state of the network for `shape`, by name, with shapes and dtypes, computed without
+// building it: a model file is checked against it before anything of the file's claimed size is
+// allocated. Throws InvalidArgumentError for a shape no tower takes.
+std::vector<StateTensor> stateShapes(const NetworkShape& shape);
+
+// The stages of a tower that freezeTower can freeze, first to last (reference 3, conv4 4,
+// resnet18 5: the stem conv1 + bn1, then layer1..layer4). The embedding layer is never a stage.
+int64_t towerStages(Tower tower);
 
 class SiameseNetImpl : public torch::nn::Module {
  public:
   explicit SiameseNetImpl(const NetworkShape& shape);
 
-  // The tower: conv1 (1->64, k7), ReLU, max-pool 2, conv2 (64->128, k5), ReLU, conv3 (128->256,
-  // k5), ReLU, flatten, linear1, ReLU. [N, 1, H, W] -> [N, E].
+  // The tower: [N, C, H, W] normalised images -> [N, E] embeddings.
   torch::Tensor embed(const torch::Tensor& images);
 
   // The head: linear2(|e1 - e2|) -> logits (different, same). [B, E] x [B, E] -> [B, 2].
   torch::Tensor head(const torch::Tensor& e1, const torch::Tensor& e2);
 
   const NetworkShape& shape() const { return shape_; }
+
+  // conv4 and resnet18: their BatchNorm layers behave by mode (batch statistics, updated running
+  // statistics in training; running statistics in evaluation).
+  bool hasBatchNorm() const { return shape_.tower != Tower::Reference; }
+
+  // Freezes the first `stages` stages of the tower (0: none): their parameters get no gradients
+  // and their BatchNorm layers stay in evaluation mode, using and keeping their running
+  // statistics, as fine-tuning on top of a trained backbone expects.
+  void freezeStages(int64_t stages);
+  int64_t frozenStages() const { return frozen_; }
+
+  // Training mode, except for frozen stages (see freezeStages).
+  void train(bool on = true) override;
 
   // Puts the convolution weights in the layout that training (true) or inference (false) runs
   // fastest in: NHWC for training on a CPU with oneDNN, NCHW otherwise. The caller holds the
@@ -52,12 +91,23 @@ class SiameseNetImpl : public torch::nn::Module {
   bool usesOneDnn() const;
 
  private:
+  torch::Tensor embedReference(const torch::Tensor& images);
+  torch::Tensor embedConv4(const torch::Tensor& images);
+  torch::Tensor embedResNet18(const torch::Tensor& images);
+  // The modules of stage `i` (0-based).
+  std::vector<std::shared_ptr<torch::nn::Module>> stage(int64_t i) const;
+
   NetworkShape shape_;
+  int64_t frozen_ = 0;
+  // reference: conv1..conv3, linear1. resnet18: conv1, bn1, layers. conv4: layers.
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::MaxPool2d pool1{nullptr};
   torch::nn::Conv2d conv2{nullptr};
   torch::nn::Conv2d conv3{nullptr};
   torch::nn::Linear linear1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  std::vector<torch::nn::AnyModule> layers;  // layer1..layer4
+  torch::nn::Linear fc{nullptr};             // conv4 and resnet18's embedding layer
   torch::nn::Linear linear2{nullptr};
 };
 TORCH_MODULE(SiameseNet);

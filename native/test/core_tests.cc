@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -22,32 +23,15 @@
 #include "../core/model_file.h"
 #include "../core/network.h"
 #include "../core/random.h"
+#include "../core/safetensors.h"
 #include "../core/sampling.h"
 #include "../core/trainer.h"
+#include "check.h"
 
 namespace {
 
-int passed = 0;
-int failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passed;
-  } else {
-    ++failed;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
-
-template <typename Exception>
-void checkThrows(const std::function<void()>& body, const std::string& what) {
-  try {
-    body();
-    check(false, what + " (did not throw)");
-  } catch (const Exception&) {
-    check(true, what);
-  }
-}
+using siamese::test::check;
+using siamese::test::checkThrows;
 
 using namespace siamese::core;
 
@@ -75,23 +59,42 @@ void testRngIsPortable() {
 }
 
 void testGatherNormalized() {
-  auto images = torch::tensor({0, 255, 128, 51, 10, 20, 30, 40}, torch::kUInt8).reshape({2, 2, 2});
-  const Normalization norm{0.5, 0.25};
+  auto images = torch::tensor({0, 255, 128, 51, 10, 20, 30, 40}, torch::kUInt8).reshape({2, 2, 2, 1});
+  const Normalization norm{{0.5}, {0.25}};
   auto batch = gatherNormalized(images, torch::tensor({1, 0, 1}, torch::kLong), norm);
   check(batch.sizes() == torch::IntArrayRef({3, 1, 2, 2}), "batch shape [B, 1, H, W]");
   check(batch.scalar_type() == torch::kFloat, "float32");
   const float expected = static_cast<float>((10 / 255.0 - 0.5) / 0.25);
   check(std::abs(batch[0][0][0][0].item<float>() - expected) < 1e-6f, "(x / 255 - mean) / std");
   check(std::abs(batch[1][0][0][1].item<float>() - 2.0f) < 1e-6f, "255 -> (1 - 0.5) / 0.25 = 2");
+
+  // Colour: interleaved [N, H, W, 3] -> [B, 3, H, W], each channel with its own mean and std.
+  auto colour = torch::arange(2 * 2 * 3 * 3, torch::kInt).to(torch::kUInt8).reshape({2, 2, 3, 3});  // N=2, H=2, W=3
+  const Normalization perChannel{{0.1, 0.2, 0.3}, {0.5, 0.25, 0.125}};
+  auto rgb = gatherNormalized(colour, torch::tensor({1}, torch::kLong), perChannel);
+  check(rgb.sizes() == torch::IntArrayRef({1, 3, 2, 3}), "colour batch shape [B, 3, H, W]");
+  bool right = true;
+  for (int c = 0; c < 3; ++c) {
+    for (int y = 0; y < 2; ++y) {
+      for (int x = 0; x < 3; ++x) {
+        const double pixel = colour[1][y][x][c].item<int>();
+        const double want = (pixel / 255.0 - perChannel.mean[c]) / perChannel.std[c];
+        right = right && std::abs(rgb[0][c][y][x].item<float>() - want) < 1e-5;
+      }
+    }
+  }
+  check(right, "channel c of pixel (y, x) is (x / 255 - mean[c]) / std[c]");
+  checkThrows<c10::Error>([&] { gatherNormalized(colour, torch::tensor({0}, torch::kLong), norm); },
+                          "a normalisation of another channel count is refused");
 }
 
 void testTripletBatch() {
-  auto images = torch::arange(6, torch::kUInt8).reshape({6, 1, 1});
+  auto images = torch::arange(6, torch::kUInt8).reshape({6, 1, 1, 1});
   Triplets t;
   t.anchor = {0, 1};
   t.positive = {2, 3};
   t.negative = {4, 5};
-  const Normalization identity{0.0, 1.0 / 255.0};  // x' = x
+  const Normalization identity{{0.0}, {1.0 / 255.0}};  // x' = x
   auto batch = tripletBatch(images, t, {1, 0}, 0, 2, identity);
   std::vector<float> got(batch.data_ptr<float>(), batch.data_ptr<float>() + batch.numel());
   check(got == std::vector<float>({1, 0, 3, 2, 5, 4}), "anchors, then positives, then negatives, in visit order");
@@ -161,17 +164,86 @@ void testRoc() {
 
 }  // namespace
 
-void testParameterShapesMatchTheNetwork() {
-  // loadModelFile checks a file against parameterShapes() before building the network.
-  for (const NetworkShape shape : {NetworkShape{28, 28, 512}, NetworkShape{24, 40, 7}, NetworkShape{64, 32, 128}}) {
+void testStateShapesMatchTheNetwork() {
+  // loadModelFile checks a file against stateShapes() before building the network.
+  const std::vector<NetworkShape> shapes{{Tower::Reference, 28, 28, 1, 512}, {Tower::Reference, 24, 40, 3, 7},
+                                         {Tower::Reference, 64, 32, 1, 128}, {Tower::Conv4, 16, 16, 1, 8},
+                                         {Tower::Conv4, 84, 60, 3, 64},      {Tower::ResNet18, 16, 16, 3, 32},
+                                         {Tower::ResNet18, 64, 48, 1, 128},  {Tower::ResNet18, 224, 224, 3, 512}};
+  for (const NetworkShape& shape : shapes) {
     SiameseNet net(shape);
-    std::map<std::string, std::vector<int64_t>> fromNet;
-    for (const auto& item : net->named_parameters()) fromNet[item.key()] = item.value().sizes().vec();
-    std::map<std::string, std::vector<int64_t>> computed;
-    for (const auto& [name, dims] : parameterShapes(shape)) computed[name] = dims;
-    check(fromNet == computed, "parameterShapes() agrees with the network for " + std::to_string(shape.width) + "x" +
-                                   std::to_string(shape.height) + ", embedding " + std::to_string(shape.embeddingSize));
+    using State = std::map<std::string, std::tuple<std::vector<int64_t>, bool, torch::Dtype>>;
+    State fromNet;
+    for (const auto& item : net->named_parameters())
+      fromNet[item.key()] = {item.value().sizes().vec(), true, item.value().scalar_type()};
+    for (const auto& item : net->named_buffers())
+      fromNet[item.key()] = {item.value().sizes().vec(), false, item.value().scalar_type()};
+    State computed;
+    for (const auto& t : stateShapes(shape)) computed[t.name] = {t.shape, t.parameter, t.dtype};
+    check(fromNet == computed, std::string("stateShapes() agrees with the network for ") + choiceName(shape.tower) +
+                                   " " + std::to_string(shape.width) + "x" + std::to_string(shape.height) + "x" +
+                                   std::to_string(shape.channels) + ", embedding " +
+                                   std::to_string(shape.embeddingSize));
+    const auto out = net->embed(torch::randn({2, shape.channels, shape.height, shape.width}));
+    check(out.sizes() == torch::IntArrayRef({2, shape.embeddingSize}), "the tower gives [N, E]");
   }
+  // torchvision's ResNet-18 has 11,689,512 parameters with its 1000-class fc (512 * 1000 + 1000).
+  int64_t count = 0;
+  for (const auto& t : stateShapes({Tower::ResNet18, 224, 224, 3, 1000})) {
+    if (t.parameter && t.name.rfind("linear2", 0) != 0) count += c10::multiply_integers(t.shape);
+  }
+  check(count == 11689512, "resnet18 has torchvision's parameter count (" + std::to_string(count) + ")");
+  checkThrows<InvalidArgumentError>(
+      [] {
+        SiameseNet(NetworkShape{Tower::Reference, 16, 16, 1, 8});
+      },
+      "the reference tower refuses 16x16");
+  checkThrows<InvalidArgumentError>(
+      [] {
+        SiameseNet(NetworkShape{Tower::Conv4, 15, 16, 1, 8});
+      },
+      "conv4 refuses a side under 16");
+  checkThrows<InvalidArgumentError>(
+      [] {
+        SiameseNet(NetworkShape{Tower::Conv4, 16, 16, 2, 8});
+      },
+      "2 channels are refused");
+}
+
+void testBatchNormModesAndFreezing() {
+  torch::manual_seed(3);
+  SiameseNet net(NetworkShape{Tower::Conv4, 16, 16, 3, 8});
+  const auto images = torch::randn({6, 3, 16, 16}) * 3 + 1;
+  const auto runningMean = [&] { return net->named_buffers()["layer1.bn.running_mean"].clone(); };
+  net->eval();
+  const auto before = runningMean();
+  const auto a = net->embed(images);
+  const auto b = net->embed(images);
+  check(torch::equal(runningMean(), before), "evaluation mode leaves the running statistics alone");
+  check(torch::equal(a, b), "evaluation mode is deterministic");
+  check(torch::allclose(net->embed(images.narrow(0, 0, 1)), a.narrow(0, 0, 1), 1e-4, 1e-5),
+        "evaluation mode: an image's embedding does not depend on its batch");
+  net->train();
+  net->embed(images);
+  check(!torch::equal(runningMean(), before), "training mode updates the running statistics");
+  check(net->named_buffers()["layer1.bn.num_batches_tracked"].item<int64_t>() == 1, "and counts the batch");
+
+  net->freezeStages(2);
+  const auto frozenMean = runningMean();
+  const auto layer3Mean = net->named_buffers()["layer3.bn.running_mean"].clone();
+  net->train();
+  const auto out = net->embed(images);
+  check(torch::equal(runningMean(), frozenMean), "a frozen stage's BatchNorm keeps its statistics in training");
+  check(!torch::equal(net->named_buffers()["layer3.bn.running_mean"], layer3Mean), "an unfrozen stage's does not");
+  out.sum().backward();
+  const auto params = net->named_parameters();
+  check(!params["layer1.conv.weight"].grad().defined() && !params["layer2.bn.weight"].grad().defined(),
+        "frozen stages get no gradients");
+  check(params["layer3.conv.weight"].grad().defined() && params["fc.weight"].grad().defined(),
+        "the stages above and the embedding layer do");
+  net->freezeStages(0);
+  check(params["layer1.conv.weight"].requires_grad(), "unfreezing gives the gradients back");
+  checkThrows<InvalidArgumentError>([&] { net->freezeStages(5); }, "conv4 has 4 stages to freeze");
 }
 
 void testContract() {
@@ -189,7 +261,7 @@ void testContract() {
 // A small labelled set: `perClass` images of each of `classes` classes, each class a shade of gray.
 ImageData shadedSet(int classes, int perClass, int64_t side = 28) {
   ImageData set;
-  set.images = torch::empty({classes * perClass, side, side}, torch::kUInt8);
+  set.images = torch::empty({classes * perClass, side, side, 1}, torch::kUInt8);
   for (int c = 0; c < classes; ++c) {
     for (int i = 0; i < perClass; ++i) {
       set.images[c * perClass + i].fill_(20 + 40 * c + i);
@@ -204,10 +276,16 @@ void testDataFingerprint() {
   const ImageData train = shadedSet(3, 4);
   const ImageData test = shadedSet(3, 2);
   const std::string f = dataFingerprint(train, test);
+  ImageData grey3d = shadedSet(3, 4);
+  grey3d.images = grey3d.images.squeeze(3);
+  ImageData test3d = shadedSet(3, 2);
+  test3d.images = test3d.images.squeeze(3);
+  check(dataFingerprint(grey3d, test3d) == f,
+        "grey [N, H, W, 1] has the fingerprint [N, H, W] had (older checkpoints)");
   check(f.size() == 16 && f == dataFingerprint(shadedSet(3, 4), shadedSet(3, 2)),
         "the same data, the same fingerprint");
   ImageData pixel = shadedSet(3, 4);
-  pixel.images[5][27][27] = 0;
+  pixel.images[5][27][27][0] = 0;
   check(dataFingerprint(pixel, test) != f, "one pixel changes it");
   ImageData label = shadedSet(3, 4);
   label.labels[0] = 1;
@@ -238,7 +316,7 @@ void testInference() {
   check(scores.sizes() == torch::IntArrayRef({2, 4}), "classScores: [queries, classes]");
   bool best = true;
   for (int64_t q = 0; q < 2; ++q) {
-    const auto pq = predictPairs(model, queries[q].unsqueeze(0).expand({4, 28, 28}).contiguous(), support);
+    const auto pq = predictPairs(model, queries[q].unsqueeze(0).expand({4, 28, 28, 1}).contiguous(), support);
     best = best && std::abs(scores[q][1].item<float>() - std::max(pq[1].item<float>(), pq[2].item<float>())) < 1e-5f &&
            std::abs(scores[q][0].item<float>() - pq[0].item<float>()) < 1e-5f;
   }
@@ -304,6 +382,94 @@ void testModelFileRoundTrip() {
   rmdir(dir);
 }
 
+// A ResNet-18 and a conv4 model file: every parameter and buffer comes back (BatchNorm's running
+// statistics and its int64 batch count), and so do the embeddings; init reads weights by name.
+void testTowerFilesAndInit() {
+  char dir[] = "/tmp/siamese-core-tests-XXXXXX";
+  if (mkdtemp(dir) == nullptr) {
+    check(false, "a scratch folder");
+    return;
+  }
+  const std::string file = std::string(dir) + "/r.safetensors";
+  ModelConfig config;
+  config.shape = {Tower::ResNet18, 32, 24, 3, 16};
+  config.norm = {{0.4, 0.5, 0.6}, {0.2, 0.25, 0.3}};
+  Model model(config, torch::kCPU, 7);
+  {
+    // Non-trivial running statistics: one training-mode pass.
+    model.net()->train();
+    model.net()->embed(torch::randn({4, 3, 24, 32}));
+    model.net()->eval();
+  }
+  saveModelFile(model, file, {});
+  const LoadedModel back = loadModelFile(file, torch::kCPU);
+  check(back.model->shape().tower == Tower::ResNet18 && back.model->shape().channels == 3 &&
+            back.model->config().norm.std == config.norm.std,
+        "tower, channels and per-channel normalisation come back");
+  bool same = true;
+  const auto theirs = back.model->net()->named_buffers();
+  for (const auto& item : model.net()->named_buffers()) same = same && torch::equal(item.value(), theirs[item.key()]);
+  check(same && theirs["bn1.num_batches_tracked"].scalar_type() == torch::kLong &&
+            theirs["bn1.num_batches_tracked"].item<int64_t>() == 1,
+        "every buffer comes back, running statistics and int64 batch counts");
+  const auto pixels = torch::randint(0, 256, {3, 24, 32, 3}, torch::kUInt8);
+  check(torch::equal(model.embedImages(pixels), back.model->embedImages(pixels)), "the same embeddings");
+
+  // init: the file's tensors under a prefix, a classifier fc of another shape, an extra tensor.
+  const std::string weights = std::string(dir) + "/w.safetensors";
+  {
+    std::vector<torch::Tensor> keep;
+    std::vector<TensorBytes> tensors;
+    const auto add = [&](const std::string& name, const torch::Tensor& t) {
+      keep.push_back(t.contiguous());
+      tensors.push_back({name, t.scalar_type() == torch::kLong ? DType::I64 : DType::F32, t.sizes().vec(),
+                         static_cast<const uint8_t*>(keep.back().data_ptr()), static_cast<size_t>(t.nbytes())});
+    };
+    for (const auto& item : back.model->net()->named_parameters()) {
+      if (item.key().rfind("fc.", 0) == 0 || item.key().rfind("linear2.", 0) == 0) continue;
+      add("backbone." + item.key(), item.value().detach() + 1);
+    }
+    for (const auto& item : back.model->net()->named_buffers()) add("backbone." + item.key(), item.value());
+    add("backbone.fc.weight", torch::zeros({1000, 512}));
+    add("backbone.fc.bias", torch::zeros({1000}));
+    add("head.extra", torch::zeros({2}));
+    writeSafetensorsAtomic(weights, tensors, {});
+  }
+  Model fresh(config, torch::kCPU, 8);
+  const auto fcBefore = fresh.net()->named_parameters()["fc.weight"].clone();
+  const InitReport report = initFromFile(fresh.net(), weights, "backbone.");
+  check(torch::equal(fresh.net()->named_parameters()["layer2.0.conv1.weight"],
+                     back.model->net()->named_parameters()["layer2.0.conv1.weight"].detach() + 1),
+        "init: the tower's weights are the file's");
+  check(torch::equal(fresh.net()->named_parameters()["fc.weight"], fcBefore), "init: a 1000-class fc is left alone");
+  check(report.skipped.size() == 2 && report.skipped[0].first == "fc.bias",
+        "init: the fc of another shape is reported");
+  std::vector<std::string> missing = report.missing;
+  check(missing == std::vector<std::string>({"linear2.bias", "linear2.weight"}), "init: the head is missing");
+  check(report.unexpected == std::vector<std::string>({"head.extra"}), "init: the extra tensor is unexpected");
+  check(report.loaded.size() == stateShapes(config.shape).size() - 4, "init: every tower tensor is loaded");
+  const Json json = parseJson(initReportJson(report, weights, "backbone."));
+  check(json.find("loaded")->array.size() == report.loaded.size(), "init: the report as JSON");
+
+  // A tower tensor of another shape (a grey conv1 for a colour model) is refused, and changes nothing.
+  ModelConfig greyConfig;
+  greyConfig.shape = {Tower::ResNet18, 32, 24, 1, 16};
+  Model grey(greyConfig, torch::kCPU, 9);
+  const auto greyBefore = grey.net()->named_parameters()["layer1.0.conv1.weight"].clone();
+  bool named = false;
+  try {
+    initFromFile(grey.net(), weights, "backbone.");
+  } catch (const BadFileError& e) {
+    named = std::string(e.what()).find("backbone.conv1.weight") != std::string::npos;
+  }
+  check(named, "init: a tower tensor of another shape is refused, naming it");
+  check(torch::equal(grey.net()->named_parameters()["layer1.0.conv1.weight"], greyBefore),
+        "init: a refused file changes nothing");
+  std::remove(file.c_str());
+  std::remove(weights.c_str());
+  rmdir(dir);
+}
+
 void testMetricsJson() {
   EpochMetrics m;
   m.epoch = 2;
@@ -365,13 +531,14 @@ int main() {
   testSamplersAgainstLabels();
   testJson();
   testRoc();
-  testParameterShapesMatchTheNetwork();
+  testStateShapesMatchTheNetwork();
+  testBatchNormModesAndFreezing();
+  testTowerFilesAndInit();
   testContract();
   testDataFingerprint();
   testInference();
   testModelFileRoundTrip();
   testMetricsJson();
   testCachingAllocator();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return siamese::test::summary();
 }
