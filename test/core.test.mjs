@@ -16,4 +16,8 @@ t.test('native/core C++ tests', async (t) => {
   t.equal(tests.status, 0, tests.stderr)
   t.match(tests.stdout, /^\d+ passed, 0 failed$/m)
   t.comment(tests.stdout.trim())
+  const augment = run(join(build, 'augment_tests'), [])
+  t.equal(augment.status, 0, augment.stderr)
+  t.match(augment.stdout, /^\d+ passed, 0 failed$/m)
+  t.comment(`augmentation: ${augment.stdout.trim()}`)
 })

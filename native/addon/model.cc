@@ -17,6 +17,7 @@
 #include "../core/model_file.h"
 #include "../core/trainer.h"
 #include "convert.h"
+#include "data.h"
 #include "errors.h"
 #include "instance.h"
 #include "worker.h"
@@ -46,6 +47,7 @@ struct PendingPixels {
   int64_t count = 0;
   int64_t height = 0;
   int64_t width = 0;
+  int64_t channels = 1;
 };
 
 // One training run: its own thread (it may last hours; it must not hold a libuv pool thread),
@@ -82,13 +84,28 @@ Enum choice(const Napi::Object& o, const char* key) {
   return core::parseChoice<Enum>(str(o, key));
 }
 
+std::vector<double> numbers(const Napi::Object& o, const char* key) {
+  const Napi::Array a = o.Get(key).As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+  return out;
+}
+
+Napi::Array toArray(Napi::Env env, const std::vector<double>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), values[i]);
+  return out;
+}
+
 core::ModelConfig readModelConfig(const Napi::Object& o) {
   core::ModelConfig c;
+  c.shape.tower = choice<core::Tower>(o, "tower");
   c.shape.width = static_cast<int64_t>(num(o, "width"));
   c.shape.height = static_cast<int64_t>(num(o, "height"));
+  c.shape.channels = static_cast<int64_t>(num(o, "channels"));
   c.shape.embeddingSize = static_cast<int64_t>(num(o, "embeddingSize"));
-  c.norm.mean = num(o, "mean");
-  c.norm.std = num(o, "std");
+  c.norm.mean = numbers(o, "mean");
+  c.norm.std = numbers(o, "std");
   c.loss = choice<core::Loss>(o, "loss");
   c.margin = num(o, "margin");
   c.threshold = num(o, "threshold");
@@ -97,12 +114,12 @@ core::ModelConfig readModelConfig(const Napi::Object& o) {
 
 // Images handed over from JavaScript are copied into a tensor LibTorch owns before any job is
 // queued: the JavaScript buffer may change or be collected afterwards.
-torch::Tensor copyImages(const Napi::Value& value, int64_t count, int64_t height, int64_t width) {
+torch::Tensor copyImages(const Napi::Value& value, int64_t count, int64_t height, int64_t width, int64_t channels) {
   auto array = value.As<Napi::Uint8Array>();
-  if (static_cast<int64_t>(array.ByteLength()) != count * height * width) {
+  if (static_cast<int64_t>(array.ByteLength()) != count * height * width * channels) {
     throw Napi::TypeError::New(value.Env(), "siamese-torch addon: image buffer size does not match its shape");
   }
-  auto out = torch::empty({count, height, width}, torch::kUInt8);
+  auto out = torch::empty({count, height, width, channels}, torch::kUInt8);
   std::memcpy(out.data_ptr(), array.Data(), array.ByteLength());
   return out;
 }
@@ -116,10 +133,15 @@ core::ImageData readLabels(const Napi::Object& o) {
   return d;
 }
 
+// A set's channel count (absent: grey, as sets before colour images).
+int64_t channelsOf(const Napi::Object& o) {
+  return o.Has("channels") && o.Get("channels").IsNumber() ? static_cast<int64_t>(num(o, "channels")) : 1;
+}
+
 core::ImageData readImageData(const Napi::Object& o) {
   core::ImageData d = readLabels(o);
   d.images = copyImages(o.Get("images"), static_cast<int64_t>(num(o, "count")), static_cast<int64_t>(num(o, "height")),
-                        static_cast<int64_t>(num(o, "width")));
+                        static_cast<int64_t>(num(o, "width")), channelsOf(o));
   return d;
 }
 
@@ -128,8 +150,9 @@ PendingPixels pendingPixels(const Napi::Object& o) {
   p.count = static_cast<int64_t>(num(o, "count"));
   p.height = static_cast<int64_t>(num(o, "height"));
   p.width = static_cast<int64_t>(num(o, "width"));
+  p.channels = channelsOf(o);
   auto array = o.Get("images").As<Napi::Uint8Array>();
-  if (static_cast<int64_t>(array.ByteLength()) != p.count * p.height * p.width) {
+  if (static_cast<int64_t>(array.ByteLength()) != p.count * p.height * p.width * p.channels) {
     throw core::InvalidArgumentError("an image buffer does not match its shape (detached or resized?)");
   }
   p.source = Napi::Persistent(array);
@@ -138,7 +161,7 @@ PendingPixels pendingPixels(const Napi::Object& o) {
 
 // On the training thread: the tensor for pending pixels, its pages touched.
 torch::Tensor touchedTensor(const PendingPixels& p) {
-  torch::Tensor t = torch::empty({p.count, p.height, p.width}, torch::kUInt8);
+  torch::Tensor t = torch::empty({p.count, p.height, p.width, p.channels}, torch::kUInt8);
   std::memset(t.data_ptr(), 0, static_cast<size_t>(t.numel()));
   return t;
 }
@@ -159,11 +182,13 @@ void copyPending(PendingPixels& p, torch::Tensor& into, const char* which) {
 Napi::Object configToJs(Napi::Env env, const core::Model& model) {
   const core::ModelConfig c = model.config();
   Napi::Object o = Napi::Object::New(env);
+  o.Set("tower", core::choiceName(c.shape.tower));
   o.Set("width", c.shape.width);
   o.Set("height", c.shape.height);
+  o.Set("channels", c.shape.channels);
   o.Set("embeddingSize", c.shape.embeddingSize);
-  o.Set("mean", c.norm.mean);
-  o.Set("std", c.norm.std);
+  o.Set("mean", toArray(env, c.norm.mean));
+  o.Set("std", toArray(env, c.norm.std));
   o.Set("loss", core::choiceName(c.loss));
   o.Set("margin", c.margin);
   o.Set("threshold", c.threshold);
@@ -257,7 +282,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Argument `index`: `count` images of this model's input size, copied into a tensor.
   static torch::Tensor imagesArg(const Napi::CallbackInfo& info, size_t index, int64_t count,
                                  const core::Model& model) {
-    return copyImages(info[index], count, model.shape().height, model.shape().width);
+    return copyImages(info[index], count, model.shape().height, model.shape().width, model.shape().channels);
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -551,6 +576,8 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.outDir = str(o, "outDir");
     c.threads = static_cast<int>(num(o, "threads"));
     c.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
+    c.freezeStages = static_cast<int64_t>(num(o, "freezeStages"));
+    c.augment = readAugment(o.Get("augment").As<Napi::Object>());
     c.expectedDataFingerprint = str(o, "expectedDataFingerprint");
     job->startEpoch = static_cast<int64_t>(num(o, "startEpoch"));
     if (o.Get("resume").ToBoolean()) {
@@ -604,7 +631,8 @@ void ModelWrap::finishTraining(TrainingJob* job) {
 
 namespace {
 
-// createModel(config, device, seed, threads) -> Promise<NativeModel>
+// createModel(config, device, seed, threads, init?: { path, prefix }) -> Promise<NativeModel>
+// init: start the tower from a safetensors file of weights; the report goes into the "init" metadata.
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -612,11 +640,21 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     const std::string device = stringArg(info, 1);
     const auto seed = static_cast<uint64_t>(numberArg(info, 2));
     const int threads = static_cast<int>(numberArg(info, 3));
+    std::string initPath;
+    std::string initPrefix;
+    if (info.Length() > 4 && info[4].IsObject()) {
+      initPath = str(info[4].As<Napi::Object>(), "path");
+      initPrefix = str(info[4].As<Napi::Object>(), "prefix");
+    }
     return PromiseWorker<std::shared_ptr<core::Model>>::Start(
         env,
-        [config, device, seed, threads]() {
+        [config, device, seed, threads, initPath, initPrefix]() {
           auto model = std::make_shared<core::Model>(config, core::parseDevice(device), seed);
           model->setThreads(threads);
+          if (!initPath.empty()) {
+            const core::InitReport report = core::initFromFile(model->net(), initPath, initPrefix);
+            model->setMetadata({{"init", core::initReportJson(report, initPath, initPrefix)}});
+          }
           return model;
         },
         [](Napi::Env e, std::shared_ptr<core::Model>& m) -> Napi::Value { return ModelWrap::Wrap(e, m); });
@@ -673,6 +711,7 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   out.Set("pairSchemes", choiceNames<core::PairScheme>(env));
   out.Set("towers", choiceNames<core::Tower>(env));
   Napi::Object defaults = Napi::Object::New(env);
+  defaults.Set("tower", core::choiceName(d::kTower));
   defaults.Set("width", static_cast<double>(d::kWidth));
   defaults.Set("height", static_cast<double>(d::kHeight));
   defaults.Set("embeddingSize", static_cast<double>(d::kEmbeddingSize));

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "evaluate.h"
 #include "json.h"
+#include "random.h"
 #include "sampling.h"
 
 namespace siamese::core {
@@ -151,11 +152,18 @@ int64_t hardestOrderedRight(const torch::Tensor& embeddings, const torch::Tensor
   return (farthestPositive < nearestNegative).sum().item<int64_t>();
 }
 
-// NHWC weights while training, NCHW again afterwards however training ends. The gradients go
-// too: the next run starts from zero anyway, and kept, they doubled a trained model's memory.
+// NHWC weights and frozen stages while training; NCHW, nothing frozen, afterwards however
+// training ends. The gradients go too: the next run starts from zero anyway, and kept, they
+// doubled a trained model's memory.
 class TrainingLayout {
  public:
-  explicit TrainingLayout(Model& model) : model_(model) { model_.useForTraining(true); }
+  TrainingLayout(Model& model, int64_t freezeStages) : model_(model) {
+    {
+      std::lock_guard<std::mutex> lock(model_.weightsMutex());
+      model_.net()->freezeStages(freezeStages);
+    }
+    model_.useForTraining(true);
+  }
   ~TrainingLayout() {
     try {
       model_.useForTraining(false);
@@ -163,6 +171,7 @@ class TrainingLayout {
       // Out of memory for the copy: the weights stay NHWC, which is slower, never wrong.
     }
     std::lock_guard<std::mutex> lock(model_.weightsMutex());
+    model_.net()->freezeStages(0);
     for (auto& parameter : model_.net()->parameters()) parameter.mutable_grad().reset();
   }
   TrainingLayout(const TrainingLayout&) = delete;
@@ -173,6 +182,9 @@ class TrainingLayout {
 };
 
 // ---- one run ----
+
+// The augmentation draws' own stream, apart from the pairs' (the same seed must not correlate them).
+constexpr uint64_t kAugmentStream = 0xa06e'4e47'0000'0001ULL;
 
 // The batches of one epoch: triplets in a visit order, or class-balanced batches for mining.
 struct EpochPlan {
@@ -218,7 +230,7 @@ class Trainer {
     optimizer_ = makeOptimizer(model_, c_);
     if (resume != nullptr) restore(model_, *optimizer_, c_.optimizer, *resume);
     if (!c_.outDir.empty()) std::filesystem::create_directories(c_.outDir);
-    TrainingLayout layout(model_);
+    TrainingLayout layout(model_, c_.freezeStages);
     TrainOutcome outcome;
     for (int64_t epoch = startEpoch + 1; epoch <= c_.epochs; ++epoch) {
       if (!runEpoch(epoch, outcome)) {
@@ -239,6 +251,7 @@ class Trainer {
   bool runEpoch(int64_t epoch, TrainOutcome& outcome) {
     const auto started = Clock::now();
     const EpochPlan plan = planEpoch(epoch);
+    augmentRng_ = Rng(c_.seed ^ kAugmentStream, static_cast<uint64_t>(epoch - 1));
     double lossSum = 0;
     int64_t pairsDone = 0;
     int64_t pairsRight = 0;
@@ -290,14 +303,19 @@ class Trainer {
     return plan;
   }
 
-  // Forward, backward and one optimiser step (under the weights lock) on batch b of the plan.
+  // Forward, backward and one optimiser step (under the weights lock) on batch b of the plan. A
+  // tower with BatchNorm updates its running statistics in the forward pass, so its whole step
+  // holds the lock: inference during training then sees the weights and statistics of the last
+  // completed step, never half-updated ones. The reference tower holds it for the update only.
   StepResult trainStep(const EpochPlan& plan, int64_t b) {
+    std::unique_lock<std::mutex> wholeStep(model_.weightsMutex(), std::defer_lock);
+    if (model_.net()->hasBatchNorm()) wholeStep.lock();
     StepResult r;
     if (mined_) {
       const int64_t per = classesPerBatch_ * imagesPerClass_;
       const auto begin = plan.mined.begin() + b * per;
       const auto indices = torch::tensor(std::vector<int64_t>(begin, begin + per), torch::kLong).to(device_);
-      const auto embeddings = model_.net()->embed(gatherNormalized(trainImages_, indices, norm_));
+      const auto embeddings = model_.net()->embed(batchImages(indices));
       const auto labels = trainLabels_.index_select(0, indices);
       r.loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
       r.pairs = 2 * per;
@@ -307,7 +325,7 @@ class Trainer {
       const size_t end = std::min(plan.triplets.size(), begin + static_cast<size_t>(c_.batchSize));
       // One batched forward pass for anchors, positives and negatives together.
       const auto embeddings =
-          model_.net()->embed(tripletBatch(trainImages_, plan.triplets, plan.order, begin, end, norm_));
+          model_.net()->embed(batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_)));
       const auto parts = embeddings.chunk(3);
       r.loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
       r.pairs = 2 * static_cast<int64_t>(end - begin);
@@ -315,11 +333,20 @@ class Trainer {
     }
     optimizer_->zero_grad();
     r.loss.backward();
-    {
+    if (wholeStep.owns_lock()) {
+      optimizer_->step();
+    } else {
       std::lock_guard<std::mutex> lock(model_.weightsMutex());
       optimizer_->step();
     }
     return r;
+  }
+
+  // The normalised images of a batch, augmented when asked (pixels first, then normalisation).
+  torch::Tensor batchImages(const torch::Tensor& indices) {
+    if (!c_.augment.enabled()) return gatherNormalized(trainImages_, indices, norm_);
+    torch::Tensor pixels = augmentBatch(gatherPixels(trainImages_, indices), c_.augment, augmentRng_);
+    return normalize_(pixels, norm_);
   }
 
   void reportBatch(int64_t epoch, int64_t b, int64_t batches, double loss, int64_t pairsDone,
@@ -369,6 +396,7 @@ class Trainer {
   int classesPerBatch_ = 0;
   int imagesPerClass_ = 0;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  Rng augmentRng_{0};
 };
 
 }  // namespace
@@ -385,6 +413,7 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
                         const TrainHooks& hooks, int64_t startEpoch, const OptimizerSnapshot* resume) {
   if (c.threads > 0) model.setThreads(c.threads);
   model.useThreads();  // per thread with OpenMP: set it on the training thread
+  checkAugmentConfig(c.augment);
   const std::string fingerprint = dataFingerprint(train, test);
   if (!c.expectedDataFingerprint.empty() && c.expectedDataFingerprint != fingerprint) {
     throw InvalidArgumentError(

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "augment.h"
 #include "contract.h"
 #include "dataset.h"
 #include "model.h"
@@ -32,6 +33,11 @@ struct TrainConfig {
   std::string outDir;                        // empty: write nothing
   int threads = 0;                           // 0: LibTorch's default
   uint64_t testSeed = 0;                     // the fixed test pairs
+  // Augmentation of training batches (none by default, as the reference recipe), drawn from a
+  // stream of the seed and the epoch: the same seed gives the same batches, resumed or not.
+  AugmentConfig augment;
+  // Tower stages trained as they are (network.h, freezeStages); 0: none.
+  int64_t freezeStages = 0;
   // A resume's check that the data is the checkpoint's (dataFingerprint); empty: none.
   std::string expectedDataFingerprint;
 };
