@@ -84,7 +84,7 @@ t.test('fromArrays: bad input is refused with the argument named', async (t) => 
     [{ ...ok, labels: [], images: new Uint8Array(0) }, 'Expected at least one label for labels but received an array of length 0'],
     [{ ...ok, width: 0 }, 'Expected an integer from 1 to 4096 for width but received number 0'],
     [{ ...ok, classes: ['only-one'] }, 'Expected at least 2 class names (the largest label is 1) for classes but received an array of length 1'],
-    [{ ...ok, extra: 1 }, 'Expected only the options images, labels, width, height, classes for fromArrays(input) but received an unknown option "extra"']
+    [{ ...ok, extra: 1 }, 'Expected only the options images, labels, width, height, channels, classes for fromArrays(input) but received an unknown option "extra"']
   ]
   for (const [input, message] of cases) {
     t.throws(() => datasets.fromArrays(input), { code: 'ERR_INVALID_ARG', message }, message)
@@ -144,7 +144,7 @@ t.test('imageFolder: one folder a class, decoded to grayscale, resized, split ev
   t.equal(resized.source, undefined, 'another split cannot')
   // Smaller than any tower takes: refused here, not later by train() naming an option never given.
   await t.rejects(datasets.imageFolder(root, { width: 10 }), {
-    code: 'ERR_INVALID_ARG', message: 'Expected an integer from 24 to 4096 for width but received number 10'
+    code: 'ERR_INVALID_ARG', message: 'Expected an integer from 16 to 4096 for width but received number 10'
   })
 })
 
@@ -154,9 +154,15 @@ t.test('imageFolder: train/ and test/ folders, colour and JPEG input', async (t)
     mkdirSync(join(root, part, cls), { recursive: true })
     await writeImage(join(root, part, cls, 'x.jpg'), new Uint8Array(32 * 32).fill(cls === 'a' ? 40 : 220), 32, 'jpeg')
   }
-  // An RGB image: decoded to one gray channel.
+  // Grey JPEGs alone: read as grey (one channel).
+  const grey = await datasets.imageFolder(root, { width: 24, height: 24 })
+  t.equal(grey.train.channels, 1, 'a folder of grey images is read as grey')
+  // An RGB image: the folder is read in colour by default, and in one grey channel when asked.
   await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toFile(join(root, 'train', 'a', 'red.png'))
-  const set = await datasets.imageFolder(root, { width: 24, height: 24 })
+  const colour = await datasets.imageFolder(root, { width: 24, height: 24 })
+  t.equal(colour.train.channels, 3, 'one colour image makes the folder colour')
+  t.same([...colour.train.images.subarray(0, 3)], [255, 0, 0], 'red stays red')
+  const set = await datasets.imageFolder(root, { width: 24, height: 24, channels: 1 })
   t.same([set.train.count, set.test.count], [3, 2])
   t.same(set.test.classes, ['a', 'b'])
   t.ok(Math.abs(set.test.images[0] - 40) <= 2 && Math.abs(set.test.images[576] - 220) <= 2, 'JPEG gray levels survive')
@@ -168,7 +174,7 @@ t.test('imageFolder: errors name the folder or file', async (t) => {
   mkdirSync(join(empty, 'a'), { recursive: true })
   mkdirSync(join(empty, 'b'), { recursive: true })
   await writeImage(join(empty, 'a', '1.png'), new Uint8Array(4), 2, 'png')
-  await t.rejects(datasets.imageFolder(empty), { code: 'ERR_BAD_FILE', message: `${join(empty, 'b')} holds no PNG or JPEG images` })
+  await t.rejects(datasets.imageFolder(empty), { code: 'ERR_BAD_FILE', message: `${join(empty, 'b')} holds no images (PNG, JPEG, WebP, GIF, TIFF, AVIF)` })
 
   const corrupt = join(scratch, 'corrupt')
   mkdirSync(join(corrupt, 'a'), { recursive: true })
@@ -180,7 +186,7 @@ t.test('imageFolder: errors name the folder or file', async (t) => {
   t.type(err, SiameseTorchError)
   t.equal(err.code, 'ERR_BAD_FILE')
   t.equal(err.path, join(corrupt, 'a', '9.png'))
-  t.match(err.message, `${join(corrupt, 'a', '9.png')}: not a readable PNG or JPEG image`)
+  t.match(err.message, `${join(corrupt, 'a', '9.png')}: not a readable image`)
 
   await t.rejects(datasets.imageFolder(join(scratch, 'missing')), { code: 'ERR_BAD_FILE', message: `${join(scratch, 'missing')} is not a folder` })
   const none = join(scratch, 'no-classes')

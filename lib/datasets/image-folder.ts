@@ -1,17 +1,32 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
+import { freemem } from 'node:os'
 import { join, resolve } from 'node:path'
 
 import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
-import { decodeImage } from '../images.js'
+import { decodeImage, isColourImage, type ImageTarget } from '../images.js'
 import { imageFolderSettings, read, type Values } from '../contract.js'
-import { nonEmptyString, optionsObject } from '../validate.js'
+import { functionOption, nonEmptyString, optionsObject } from '../validate.js'
+import { pixelStats } from './arrays.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
-/** Options of `datasets.imageFolder`. */
-export type ImageFolderOptions = Partial<Values<typeof imageFolderSettings>>
+/** How far `datasets.imageFolder` has got: `done` of `total` images decoded (train and test together). */
+export interface ImageFolderProgress {
+  done: number
+  total: number
+}
 
-const IMAGE_FILE = /\.(png|jpe?g)$/i
+/** Options of `datasets.imageFolder`. */
+export type ImageFolderOptions = Partial<Values<typeof imageFolderSettings>> & {
+  /**
+   * Called as decoding advances, once for each whole percent (at most 101 times): first with
+   * `done` 0, last with `done === total`.
+   */
+  onProgress?: (event: ImageFolderProgress) => void
+}
+
+const IMAGE_FILE = /\.(png|jpe?g|webp|gif|tiff?|avif)$/i
+const FORMATS = 'PNG, JPEG, WebP, GIF, TIFF, AVIF'
 const DECODE_CONCURRENCY = 8
 
 interface Listed {
@@ -29,20 +44,111 @@ async function imagesIn (dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile() && IMAGE_FILE.test(e.name)).map((e) => join(dir, e.name)).sort()
 }
 
-async function decodeAll (listed: Listed[], classes: string[], width: number, height: number): Promise<LabelledImages> {
-  const images = new Uint8Array(listed.length * width * height)
-  const labels = new Int32Array(listed.length)
+/** Whether any of `files` has colour, reading headers `DECODE_CONCURRENCY` at a time; stops at the first. */
+async function anyColour (files: readonly string[]): Promise<boolean> {
   let next = 0
-  const workers = Array.from({ length: Math.min(DECODE_CONCURRENCY, listed.length) }, async () => {
-    while (next < listed.length) {
-      const i = next++
-      const { file, label } = listed[i]
-      images.set(await decodeImage(file, width, height), i * width * height)
-      labels[i] = label
+  let found = false
+  const workers = Array.from({ length: Math.min(DECODE_CONCURRENCY, files.length) }, async () => {
+    while (!found && next < files.length) {
+      if (await isColourImage(files[next++])) found = true
     }
   })
   await Promise.all(workers)
-  return { images, labels, count: listed.length, width, height, classes }
+  return found
+}
+
+const MEGABYTE = 1e6
+
+/** Bytes as megabytes with three significant digits: `0.001`, `12.3`, `4560`. */
+function megabytes (bytes: number): string {
+  return String(Number((bytes / MEGABYTE).toPrecision(3)))
+}
+
+/** A number of bytes in a cgroup file, or undefined (no such file, or `max`). */
+function cgroupBytes (file: string): number | undefined {
+  try {
+    const text = readFileSync(file, 'utf8').trim()
+    return /^\d+$/.test(text) ? Number(text) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Memory free for this process: the system's free memory, or less where a cgroup (a container)
+ * limits it, or where SIAMESE_TORCH_MEMORY_LIMIT_BYTES does (for tests).
+ */
+function availableMemory (): number {
+  let available = freemem()
+  const limit = cgroupBytes('/sys/fs/cgroup/memory.max')
+  if (limit !== undefined) available = Math.min(available, Math.max(0, limit - (cgroupBytes('/sys/fs/cgroup/memory.current') ?? 0)))
+  const forced = process.env['SIAMESE_TORCH_MEMORY_LIMIT_BYTES']
+  if (forced !== undefined && /^\d+$/.test(forced.trim())) available = Math.min(available, Number(forced.trim()))
+  return available
+}
+
+/** Refuses, before decoding anything, `count` images that would not fit in memory. */
+function assertFits (dir: string, count: number, target: ImageTarget): void {
+  const { width, height, channels } = target
+  const needed = count * width * height * channels
+  const available = availableMemory()
+  if (needed > available) {
+    throw new SiameseTorchError(`${dir}: ${count} images of ${width}x${height}x${channels} need ${megabytes(needed)} MB of memory, ` +
+      `more than the ${megabytes(available)} MB available`, 'ERR_NATIVE_OOM', { path: dir })
+  }
+}
+
+/** Calls `onProgress` with `done` 0, then each time `done` passes a whole percent of `total`. */
+function progressReporter (total: number, onProgress: ((event: ImageFolderProgress) => void) | undefined): () => void {
+  if (onProgress === undefined) return () => {}
+  let done = 0
+  let percent = 0
+  onProgress({ done, total })
+  return () => {
+    done++
+    const now = Math.floor(done * 100 / total)
+    if (now > percent) {
+      percent = now
+      onProgress({ done, total })
+    }
+  }
+}
+
+/**
+ * The images of each list decoded into one preallocated set each (no per-image arrays kept),
+ * `DECODE_CONCURRENCY` images at a time over all the lists together.
+ */
+async function decodeAll (lists: Listed[][], classes: string[], target: ImageTarget, advance: () => void): Promise<LabelledImages[]> {
+  const { width, height, channels, fit } = target
+  const size = width * height * channels
+  const sets = lists.map((listed) => ({
+    images: new Uint8Array(listed.length * size),
+    labels: new Int32Array(listed.length),
+    count: listed.length,
+    width,
+    height,
+    channels,
+    fit,
+    classes
+  }))
+  const jobs = lists.flatMap((listed, s) => listed.map((item, i) => ({ ...item, s, i })))
+  let next = 0
+  const workers = Array.from({ length: Math.min(DECODE_CONCURRENCY, jobs.length) }, async () => {
+    try {
+      while (next < jobs.length) {
+        const { file, label, s, i } = jobs[next++]
+        const set = sets[s]
+        set.images.set(await decodeImage(file, target), i * size)
+        set.labels[i] = label
+        advance()
+      }
+    } catch (err) {
+      next = jobs.length // the other workers stop at their next image
+      throw err
+    }
+  })
+  await Promise.all(workers)
+  return sets
 }
 
 async function classFolder (dir: string, classes: string[]): Promise<Listed[]> {
@@ -55,7 +161,18 @@ async function classFolder (dir: string, classes: string[]): Promise<Listed[]> {
   return listed
 }
 
-async function load (dir: string, width: number, height: number, testFraction: number): Promise<DataSplit> {
+/** What `imageFolder` reads a folder with, once checked; `channels` undefined: from the images. */
+interface FolderOptions {
+  width: number
+  height: number
+  channels: 1 | 3 | undefined
+  fit: ImageTarget['fit']
+  testFraction: number
+  onProgress: ((event: ImageFolderProgress) => void) | undefined
+}
+
+async function load (dir: string, options: FolderOptions): Promise<DataSplit> {
+  const { width, height, fit, testFraction } = options
   if (!existsSync(dir) || !(await stat(dir)).isDirectory()) {
     throw new SiameseTorchError(`${dir} is not a folder`, 'ERR_BAD_FILE', { path: dir })
   }
@@ -88,25 +205,27 @@ async function load (dir: string, width: number, height: number, testFraction: n
   }
   for (const [label, name] of classes.entries()) {
     if (!train.some((x) => x.label === label) && !test.some((x) => x.label === label)) {
-      throw new SiameseTorchError(`${join(dir, name)} holds no PNG or JPEG images`, 'ERR_BAD_FILE', { path: join(dir, name) })
+      throw new SiameseTorchError(`${join(dir, name)} holds no images (${FORMATS})`, 'ERR_BAD_FILE', { path: join(dir, name) })
     }
   }
   if (train.length === 0 || test.length === 0) {
     throw new SiameseTorchError(`${dir} holds too few images to give both train and test some ` +
       `(${train.length} train, ${test.length} test)`, 'ERR_BAD_FILE', { path: dir })
   }
-  const [trainSet, testSet] = await Promise.all([
-    decodeAll(train, classes, width, height),
-    decodeAll(test, classes, width, height)
-  ])
-  return { name: dir, train: trainSet, test: testSet }
+  const all = [...train, ...test]
+  const channels = options.channels ?? (await anyColour(all.map((x) => x.file)) ? 3 : 1)
+  const target: ImageTarget = { width, height, channels, fit }
+  assertFits(dir, all.length, target)
+  const [trainSet, testSet] = await decodeAll([train, test], classes, target, progressReporter(all.length, options.onProgress))
+  return { name: dir, train: trainSet, test: testSet, stats: pixelStats(trainSet) }
 }
 
 /**
- * Every image of a folder with one sub-folder a class (`dir/<class>/*.png`), unsplit: a support
- * set for one-shot classification, for instance. Classes are the folder names, sorted.
+ * Every image of a folder with one sub-folder a class (`dir/<class>/*.png`), unsplit, decoded to
+ * `target` (a model's size, channels and fit): a support set for one-shot classification, for
+ * instance. Classes are the folder names, sorted.
  */
-export async function classFolderSet (dir: string, width: number, height: number): Promise<LabelledImages> {
+export async function classFolderSet (dir: string, target: ImageTarget): Promise<LabelledImages> {
   const folder = resolve(dir)
   if (!existsSync(folder) || !(await stat(folder)).isDirectory()) {
     throw new SiameseTorchError(`${folder} is not a folder`, 'ERR_BAD_FILE', { path: folder })
@@ -114,29 +233,44 @@ export async function classFolderSet (dir: string, width: number, height: number
   const classes = await subfolders(folder)
   const listed = await classFolder(folder, classes)
   if (listed.length === 0) {
-    throw new SiameseTorchError(`${folder} holds no class folders with PNG or JPEG images`, 'ERR_BAD_FILE', { path: folder })
+    throw new SiameseTorchError(`${folder} holds no class folders with images (${FORMATS})`, 'ERR_BAD_FILE', { path: folder })
   }
-  return decodeAll(listed, classes, width, height)
+  assertFits(folder, listed.length, target)
+  const [set] = await decodeAll([listed], classes, target, () => {})
+  return set
 }
 
 /**
- * A folder of PNG/JPEG images, one sub-folder a class (`dir/<class>/*.png`), or already split
- * (`dir/train/<class>/...` and `dir/test/<class>/...`). Images are decoded with sharp, turned to
- * grayscale and resized to `width` x `height`. Classes are the folder names, sorted.
+ * A folder of images (PNG, JPEG, WebP, GIF, TIFF or AVIF), one sub-folder a class
+ * (`dir/<class>/*.png`), or already split (`dir/train/<class>/...` and `dir/test/<class>/...`).
+ * Images are decoded with sharp, turned upright by their EXIF orientation, laid on black where
+ * transparent, resized to `width` x `height` with `fit`, and kept gray or RGB (`channels`; by
+ * default RGB when any image of the folder has colour). Classes are the folder names, sorted.
+ * Refused before decoding when the pixels would not fit in the memory available.
  *
  * @example
  * ```ts
  * const { train, test } = await datasets.imageFolder('./signatures', { width: 64, height: 64 })
+ * const photos = await datasets.imageFolder('./photos', {
+ *   width: 96, height: 96, channels: 3, fit: 'cover',
+ *   onProgress: ({ done, total }) => console.log(`${done}/${total}`)
+ * })
  * ```
  */
 export async function imageFolder (dir: string, options?: ImageFolderOptions): Promise<DataSplit> {
   const site = callSite()
   const folder = resolve(nonEmptyString(dir, 'dir'))
-  const o = optionsObject(options, 'options', ['width', 'height', 'testFraction'])
-  const width = read(imageFolderSettings.width, o['width'], 'width')
-  const height = read(imageFolderSettings.height, o['height'], 'height')
-  const testFraction = read(imageFolderSettings.testFraction, o['testFraction'], 'testFraction')
-  const split = await rethrowAtCallSite(load(folder, width, height, testFraction), site)
-  // A resume reads the folder again at the model's size, with the default split.
-  return testFraction === imageFolderSettings.testFraction.default ? { ...split, source: folder } : split
+  const o = optionsObject(options, 'options', ['width', 'height', 'channels', 'fit', 'testFraction', 'onProgress'])
+  const checked: FolderOptions = {
+    width: read(imageFolderSettings.width, o['width'], 'width'),
+    height: read(imageFolderSettings.height, o['height'], 'height'),
+    channels: read(imageFolderSettings.channels, o['channels'], 'channels'),
+    fit: read(imageFolderSettings.fit, o['fit'], 'fit'),
+    testFraction: read(imageFolderSettings.testFraction, o['testFraction'], 'testFraction'),
+    onProgress: o['onProgress'] === undefined ? undefined : functionOption<(event: ImageFolderProgress) => void>(o['onProgress'], 'onProgress')
+  }
+  const split = await rethrowAtCallSite(load(folder, checked), site)
+  // A resume reads the folder again with the model's size and channels and the fit its run
+  // recorded: the same data, unless the split was not the default one.
+  return checked.testFraction === imageFolderSettings.testFraction.default ? { ...split, source: folder } : split
 }
