@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
-import type { Loss, Mining, Optimizer, PairScheme } from './contract.js'
+import type { Channels, Loss, Mining, Optimizer, PairScheme, Tower } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 
 /** A GPU as the addon reports it. */
@@ -43,11 +43,14 @@ export interface NativeTriplets {
 
 /** A model's configuration, as core::ModelConfig holds it. */
 export interface NativeModelConfig {
+  tower: Tower
   width: number
   height: number
+  channels: Channels
   embeddingSize: number
-  mean: number
-  std: number
+  /** One value a channel. */
+  mean: number[]
+  std: number[]
   loss: Loss
   margin: number
   threshold: number
@@ -60,6 +63,7 @@ export interface NativeImageData {
   count: number
   width: number
   height: number
+  channels: number
   numClasses: number
 }
 
@@ -83,6 +87,25 @@ export interface NativeTrainConfig {
   resume: boolean
   /** Resume: the fingerprint the checkpoint recorded for its data ('' when it has none). */
   expectedDataFingerprint: string
+  /** Tower stages trained as they are (0: none). */
+  freezeStages: number
+  augment: NativeAugment
+}
+
+/** core::AugmentConfig: every field at its identity for no augmentation. */
+export interface NativeAugment {
+  cropScaleMin: number
+  cropScaleMax: number
+  ratioMin: number
+  ratioMax: number
+  flip: boolean
+  rotate: number
+  translate: number
+  scaleMin: number
+  scaleMax: number
+  shear: number
+  brightness: number
+  contrast: number
 }
 
 /** core::EpochMetrics. */
@@ -161,7 +184,11 @@ export interface Binding {
   sampleTriplets(labels: Int32Array, numClasses: number, scheme: PairScheme, seed: number, epoch: number): NativeTriplets
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
     seed: number, epoch: number): Int32Array
-  createModel(config: NativeModelConfig, device: string, seed: number, threads: number): Promise<NativeModel>
+  createModel(config: NativeModelConfig, device: string, seed: number, threads: number,
+    init?: { path: string, prefix: string }): Promise<NativeModel>
+  /** Augmented copies of uint8 images [count, height, width, channels], as the trainer draws them (seeded). */
+  augmentImages(images: Uint8Array, count: number, width: number, height: number, channels: number,
+    augment: NativeAugment, seed: number): Uint8Array
   /** `keepOptimizer`: hold a checkpoint's optimiser state in the model, for a resume. */
   loadModel(path: string, device: string, threads: number, keepOptimizer: boolean): Promise<{ model: NativeModel, checkpoint: boolean }>
   /** Stops every training run of this environment between two batches and waits for its thread. */

@@ -10,15 +10,15 @@ import { extname, join, resolve } from 'node:path'
 import { SingleBar } from 'cli-progress'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 
-import { defaults, evaluationSettings, modelSettings, trainingSettings, type Setting } from './contract.js'
+import { choices, defaults, evaluationSettings, modelSettings, trainingSettings, type Channels, type Fit, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
-import { prepareOutFile } from './files.js'
+import { prepareOutDir, prepareOutFile } from './files.js'
 import { loadModel, train, type SiameseModel } from './model.js'
-import { readCheckpoint, resolveData, type TrainOptions } from './options.js'
+import { nativeAugment, readCheckpoint, resolveData, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
-import { curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
+import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
 
 // Exit codes: 0 done, 1 a runtime failure, 2 a usage error, 130 stopped by Ctrl-C.
@@ -45,20 +45,52 @@ function kebab (key: string): string {
  * A flag for a contract setting: `--<kebab key> <value>`, checked by the setting itself (the
  * library's own message, naming the flag), with the default in its help but not as a value.
  */
-function settingOption (key: string, setting: Setting<string | number>): Option {
+function settingOption (key: string, setting: Setting<unknown>): Option {
   const flag = `--${kebab(key)}`
-  const shown = setting.default === undefined ? '' : ` (default: ${String(setting.default)})`
-  const placeholder = { choice: 'name', integer: 'n', number: 'x', boolean: 'yes|no', device: 'device' }[setting.kind]
-  const option = new Option(`${flag} <${placeholder}>`, `${setting.help}${shown}`)
-  if (setting.choices) return option.choices(setting.choices.map(String))
-  return option.argParser((text: string) => {
+  const fallback = setting.default
+  const shown = typeof fallback === 'string' || typeof fallback === 'number' ? ` (default: ${fallback})` : ''
+  // A flag whose value may be left out: --freeze-tower (every stage), --augment (the preset).
+  const optional = setting.kind === 'stages' || setting.kind === 'augment'
+  const placeholder = { choice: 'name', integer: 'n', number: 'x', numbers: 'x|a,b,c', boolean: 'yes|no', device: 'device', stages: 'n', augment: 'json' }[setting.kind]
+  const option = new Option(optional ? `${flag} [${placeholder}]` : `${flag} <${placeholder}>`, `${setting.help}${shown}`)
+  if (setting.kind === 'choice' && setting.choices) return option.choices(setting.choices.map(String))
+  // The text as the value the library's own check takes: a number, numbers, JSON, or the text itself.
+  const value = (text: string): unknown => {
     const n = text.trim() === '' ? NaN : Number(text)
+    if (!Number.isNaN(n)) return n
+    if (setting.kind === 'numbers' && text.includes(',')) return text.split(',').map((part) => part.trim() === '' ? NaN : Number(part))
+    if (setting.kind === 'augment') {
+      try {
+        return JSON.parse(text) as unknown
+      } catch {
+        return text
+      }
+    }
+    return text
+  }
+  if (optional) option.preset(true)
+  return option.argParser((text: string | boolean) => {
     try {
-      return setting.check(Number.isNaN(n) ? text : n, flag)
+      // A bare optional flag: commander hands over the preset, not text.
+      return setting.check(typeof text === 'string' ? value(text) : text, flag)
     } catch (err) {
       throw new InvalidArgumentError(err instanceof Error ? err.message : String(err))
     }
   })
+}
+
+/** `--size WxH` as { width, height }. */
+function parseSize (text: string): { width: number, height: number } {
+  const match = /^(\d+)x(\d+)$/i.exec(text.trim())
+  if (match === null) throw new InvalidArgumentError(`--size: expected WIDTHxHEIGHT, e.g. 64x64; received "${text}"`)
+  const size = { width: Number(match[1]), height: Number(match[2]) }
+  try {
+    modelSettings.width.check(size.width, '--size width')
+    modelSettings.height.check(size.height, '--size height')
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof Error ? err.message : String(err))
+  }
+  return size
 }
 
 function formatInfo (v: VersionInfo): string {
@@ -77,7 +109,7 @@ function formatInfo (v: VersionInfo): string {
 
 // The training settings that are flags of `train`, and the model settings a new run builds with.
 const TRAIN_FLAGS = Object.keys(trainingSettings)
-const MODEL_FLAGS = ['loss', 'margin', 'embeddingSize', 'device'] as const
+const MODEL_FLAGS = ['tower', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'device'] as const
 
 interface TrainFlags extends Record<string, unknown> {
   data?: string
@@ -85,6 +117,10 @@ interface TrainFlags extends Record<string, unknown> {
   out: string
   resume?: string
   json?: boolean
+  size?: { width: number, height: number }
+  init?: string
+  initPrefix?: string
+  fit?: Fit
 }
 
 /** The library's options from the flags the user typed, and only those. */
@@ -93,6 +129,9 @@ function trainOptionsFrom (flags: TrainFlags, outDir: string): TrainOptions {
   for (const key of [...TRAIN_FLAGS, ...MODEL_FLAGS]) if (flags[key] !== undefined) options[key] = flags[key]
   if (flags.download === true) options['download'] = true
   if (flags.resume !== undefined) options['resume'] = flags.resume
+  if (flags.size !== undefined) Object.assign(options, flags.size)
+  if (flags.init !== undefined) options['init'] = { path: flags.init, prefix: flags.initPrefix ?? '' }
+  if (flags.fit !== undefined) options['fit'] = flags.fit
   return options
 }
 
@@ -236,7 +275,19 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     const options = { ...trainOptionsFrom(flags, outDir), onProgress: report.onProgress, signal: controller.signal }
     // A new run's data is read here once, for training and for the pictures; a resumed run's by
     // the library, at its checkpoint's input size.
-    const data = flags.resume === undefined && source !== undefined ? await resolveData(source, flags.download === true) : undefined
+    const folderTarget = {
+      width: flags.size?.width ?? modelSettings.width.default,
+      height: flags.size?.height ?? modelSettings.height.default,
+      channels: flags['channels'] as Channels | undefined,
+      fit: flags.fit
+    }
+    const data = flags.resume === undefined && source !== undefined ? await resolveData(source, flags.download === true, folderTarget) : undefined
+    if (data !== undefined && options.augment !== undefined && options.augment !== false) {
+      await prepareOutDir(outDir, '--out')
+      const sheet = await augmentSheetSvg(data.train, nativeAugment(options.augment), options.seed ?? 0,
+        'Augmented training examples: each image as it is, then as training batches may draw it')
+      for (const f of await writeSvgAndPng(sheet, join(outDir, 'augmented'))) report.written.add(f)
+    }
     const { model } = await train({ ...options, ...(data !== undefined ? { data } : source !== undefined ? { data: source } : {}) })
     try {
       await report.flush()
@@ -306,10 +357,15 @@ function defineTrainCommand (program: Command): void {
   for (const [key, setting] of Object.entries(trainingSettings)) command.addOption(settingOption(key, setting))
   for (const key of MODEL_FLAGS) command.addOption(settingOption(key, modelSettings[key]))
   command
+    .option('--size <WxH>', `input size: a folder of images is resized to it (default: ${modelSettings.width.default}x${modelSettings.height.default}; other data has its own)`, parseSize)
+    .addOption(new Option('--fit <fit>', 'how a folder\'s images of another shape are resized: cover (crop), contain (letterbox) or fill (stretch) (default: fill)').choices([...choices.fit]))
+    .option('--init <weights>', 'start the tower from PyTorch weights (.safetensors, e.g. a torchvision ResNet-18 state dict)')
+    .option('--init-prefix <prefix>', 'put before our tensor names when matching --init\'s (e.g. backbone.)')
     .option('--out <dir>', 'where the model, checkpoints, metrics and pictures go', 'siamese-out')
     .option('--resume <checkpoint>', 'continue from a checkpoint, with its options and data (flags typed here win; the data must be the same)')
     .option('--json', 'print one JSON object per event (NDJSON) and nothing else on stdout')
     .addHelpText('after', '\nExample:\n  siamese-torch train --epochs 2 --out out\n  siamese-torch train --data fashion-mnist --download --loss triplet --mining semi-hard\n' +
+      '  siamese-torch train --data ./photos --tower resnet18 --size 64x64 --init resnet18.safetensors --freeze-tower 3 --augment\n' +
       '  siamese-torch train --resume out/checkpoint-epoch-2.safetensors --out out')
     .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
 }
@@ -380,7 +436,7 @@ function defineClassifyCommand (program: Command): void {
     .addHelpText('after', '\nExample:\n  siamese-torch classify model.safetensors q1.png q2.png --support examples/')
     .action(async (path: string, queries: string[], flags: { support: string, json?: boolean }) => {
       const results = await withModel(path, async (model) => {
-        const support = await classFolderSet(flags.support, model.config.width, model.config.height)
+        const support = await classFolderSet(flags.support, { width: model.config.width, height: model.config.height, channels: model.config.channels ?? 1, fit: 'fill' })
         return model.classify(queries, support)
       })
       results.forEach((r, i) => {

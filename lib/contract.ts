@@ -13,7 +13,9 @@ const OPTIMIZERS = ['adam', 'sgd'] as const
 /** How training pairs are drawn (see docs/recipe.md). */
 const PAIR_SCHEMES = ['reference', 'balanced'] as const
 /** The network that turns an image into an embedding. */
-const TOWERS = ['reference'] as const
+const TOWERS = ['reference', 'conv4', 'resnet18'] as const
+/** How an image of another shape is brought to the model's size. */
+const FITS = ['cover', 'contain', 'fill'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist'] as const
 
@@ -32,7 +34,26 @@ export type Optimizer = (typeof OPTIMIZERS)[number]
  *   image of a uniformly chosen other class. Fresh every epoch.
  */
 export type PairScheme = (typeof PAIR_SCHEMES)[number]
+/**
+ * The network that turns an image into an embedding:
+ * - `'reference'`: the reference recipe's (three convolutions and a linear layer). Its first linear
+ *   layer grows with the image (a 64x48 input makes a 147 MB model); above 50 million parameters
+ *   it is refused.
+ * - `'conv4'`: the few-shot backbone, four blocks of 3x3 conv 64, BatchNorm, ReLU, 2x2 max-pool,
+ *   then a linear embedding layer.
+ * - `'resnet18'`: torchvision's ResNet-18, with its parameter names, so that its weights load
+ *   (`init`); torchvision's `fc` is the embedding layer.
+ */
 export type Tower = (typeof TOWERS)[number]
+/**
+ * How an image of another shape is brought to the target size:
+ * - `'fill'`: stretched to it (the aspect ratio is not kept);
+ * - `'contain'`: scaled to fit inside it, letterboxed with black bars;
+ * - `'cover'`: scaled to cover it, the overflow cropped around the centre.
+ */
+export type Fit = (typeof FITS)[number]
+/** Image channels: 1 (grey) or 3 (RGB). */
+export type Channels = 1 | 3
 export type DataSource = (typeof DATA_SOURCES)[number]
 /** Where a model runs: `'auto'` picks CUDA when this LibTorch has it and a GPU is present. */
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
@@ -42,7 +63,7 @@ export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`
  * none, or one that depends on the data), the allowed values of a choice, and its check.
  */
 export interface Setting<T, D extends T | undefined = T | undefined> {
-  readonly kind: 'choice' | 'integer' | 'number' | 'boolean' | 'device'
+  readonly kind: 'choice' | 'integer' | 'number' | 'numbers' | 'boolean' | 'device' | 'stages' | 'augment'
   readonly help: string
   readonly default: D
   readonly choices?: readonly T[]
@@ -112,8 +133,43 @@ const seed = (help: string): Setting<number, number> => integer(0, Number.MAX_SA
 
 /** Smallest image side the reference tower takes (a 7x7 conv, a 2x2 pool and two 5x5 convs). */
 export const MIN_INPUT_SIDE = 24
+/** Smallest image side any tower takes (conv4 and resnet18: four halvings leave one pixel). */
+export const MIN_TOWER_SIDE = 16
+/** Largest input side of a model (pixels). */
+export const MAX_INPUT_SIDE = 512
+/** The most parameters a reference tower may have (its first linear layer grows with the image). */
+export const MAX_REFERENCE_PARAMETERS = 50_000_000
 /** Largest image side accepted anywhere (pixels). */
 export const MAX_SIDE = 4096
+
+/** Image channels: 1 (grey) or 3 (RGB). */
+function channels (help: string): Setting<Channels, undefined> {
+  return {
+    kind: 'integer',
+    help,
+    default: undefined,
+    choices: [1, 3],
+    check: (value, name) => {
+      if (value !== 1 && value !== 3) throw invalidArg(name, '1 (grey) or 3 (RGB)', value)
+      return value
+    }
+  }
+}
+
+/** A value per channel: one number for every channel, or an array of one number a channel. */
+function perChannel (min: number, max: number, fallback: number, help: string): Setting<number | readonly number[], number> {
+  const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max
+  return {
+    kind: 'numbers',
+    help,
+    default: fallback,
+    check: (value, name) => {
+      if (ok(value)) return value
+      if (Array.isArray(value) && (value.length === 1 || value.length === 3) && value.every(ok)) return [...value] as number[]
+      throw invalidArg(name, `a number from ${min} to ${max}, or an array of one such number a channel`, value)
+    }
+  }
+}
 
 const threads = integer(1, 1024, undefined, "LibTorch threads (default: LibTorch's, the physical cores)")
 const device: Setting<Device, 'auto'> = {
@@ -126,22 +182,101 @@ const device: Setting<Device, 'auto'> = {
   }
 }
 
+/**
+ * Augmentation of training batches, run natively on the trainer's thread, seeded (the same seed
+ * gives the same batches). Every field is off when absent. `true` stands for
+ * `{ crop: [0.8, 1], flip: true, rotate: 10, brightness: 0.2, contrast: 0.2 }`.
+ */
+export interface AugmentOptions {
+  /** Random resized crop: the share of the image's area kept, drawn in [min, max] (a number n: [n, 1]); resized back to the input. */
+  crop?: number | readonly [number, number]
+  /** Aspect ratio range of the crop. Default [3/4, 4/3]. */
+  ratio?: readonly [number, number]
+  /** Horizontal flip, half the time. */
+  flip?: boolean
+  /** Rotation in degrees, drawn in [-rotate, rotate] (0 to 180). */
+  rotate?: number
+  /** Shift, as a share of the width and height, drawn in [-translate, translate] (0 to 1). */
+  translate?: number
+  /** Zoom factor range, e.g. [0.9, 1.1]. */
+  scale?: readonly [number, number]
+  /** Horizontal shear in degrees, drawn in [-shear, shear] (0 to 89). */
+  shear?: number
+  /** Brightness factor drawn in [1 - b, 1 + b] (0 to 1). */
+  brightness?: number
+  /** Contrast factor drawn in [1 - c, 1 + c] (0 to 1). */
+  contrast?: number
+}
+
+/** The augmentation `augment: true` (and the command line's `--augment`) stands for. */
+export const AUGMENT_PRESET: Readonly<AugmentOptions> = Object.freeze({ crop: [0.8, 1] as const, flip: true, rotate: 10, brightness: 0.2, contrast: 0.2 })
+
+const AUGMENT_KEYS = ['crop', 'ratio', 'flip', 'rotate', 'translate', 'scale', 'shear', 'brightness', 'contrast'] as const
+
+/** `augment` checked: false (none), or the options with only known, valid fields. */
+function checkAugment (value: unknown, name: string): false | AugmentOptions {
+  if (value === false) return false
+  if (value === true) return { ...AUGMENT_PRESET }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalidArg(name, 'true, false or augmentation options', value)
+  const o = value as Record<string, unknown>
+  for (const key of Object.keys(o)) {
+    if (!(AUGMENT_KEYS as readonly string[]).includes(key)) throw invalidArg(`${name}.${key}`, `one of the options ${AUGMENT_KEYS.join(', ')}`, key)
+  }
+  const between = (key: string, min: number, max: number): number | undefined => {
+    const v = o[key]
+    if (v === undefined) return undefined
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw invalidArg(`${name}.${key}`, `a number from ${min} to ${max}`, v)
+    return v
+  }
+  const range = (key: string, min: number, max: number): [number, number] | undefined => {
+    const v = o[key]
+    if (v === undefined) return undefined
+    const pair = typeof v === 'number' && key === 'crop' ? [v, 1] : v
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((x) => typeof x === 'number' && Number.isFinite(x) && x > min && x <= max) ||
+      (pair[0] as number) > (pair[1] as number)) {
+      throw invalidArg(`${name}.${key}`, `[low, high] with ${min} < low <= high <= ${max}${key === 'crop' ? ', or one number' : ''}`, v)
+    }
+    return [pair[0] as number, pair[1] as number]
+  }
+  if (o['flip'] !== undefined && typeof o['flip'] !== 'boolean') throw invalidArg(`${name}.flip`, 'a boolean', o['flip'])
+  const out: AugmentOptions = {}
+  const crop = range('crop', 0, 1)
+  const ratio = range('ratio', 0, 100)
+  const scale = range('scale', 0, 10)
+  if (crop) out.crop = crop
+  if (ratio) out.ratio = ratio
+  if (o['flip'] === true) out.flip = true
+  if (scale) out.scale = scale
+  for (const [key, max] of [['rotate', 180], ['translate', 1], ['shear', 89], ['brightness', 1], ['contrast', 1]] as const) {
+    const v = between(key, 0, max)
+    if (v !== undefined && v > 0) out[key] = v
+  }
+  return out
+}
+
 /** What builds a model: `createModel`'s options, and those of `train` that build its model. */
 export const modelSettings = {
-  /** Input width in pixels (images are resized to it). */
-  width: integer(MIN_INPUT_SIDE, MAX_SIDE, 28, 'input width in pixels'),
+  /** The network that turns an image into an embedding (see `Tower`). */
+  tower: choice(TOWERS, 'reference', 'tower: reference (the recipe\'s), conv4 or resnet18'),
+  /** Input width in pixels (images are resized to it): 16 to 512 (24 for the reference tower). */
+  width: integer(MIN_TOWER_SIDE, MAX_INPUT_SIDE, 28, 'input width in pixels'),
   /** Input height in pixels. */
-  height: integer(MIN_INPUT_SIDE, MAX_SIDE, 28, 'input height in pixels'),
+  height: integer(MIN_TOWER_SIDE, MAX_INPUT_SIDE, 28, 'input height in pixels'),
+  /** 1 (grey) or 3 (RGB). Default: the data's (`createModel`: 1). */
+  channels: channels('image channels: 1 (grey) or 3 (RGB) (default: the data\'s)'),
   /** Length of the embedding vectors. */
   embeddingSize: integer(1, 65536, 512, 'embedding size'),
   /** The loss the model is trained with; it decides how pairs are scored. */
   loss: choice(LOSSES, 'pair-ce', 'loss'),
   /** Margin of the contrastive and triplet losses. */
   margin: number(1e-6, 1e6, 1, 'margin of the contrastive and triplet losses'),
-  /** Pixel normalisation: (x / 255 - mean) / std. Default MNIST's. */
-  mean: number(-1e6, 1e6, 0.1307, 'normalisation mean'),
-  /** Pixel normalisation: (x / 255 - mean) / std. Default MNIST's. */
-  std: number(1e-9, 1e6, 0.3081, 'normalisation standard deviation'),
+  /**
+   * Pixel normalisation, per channel: (x / 255 - mean[c]) / std[c]; one number for every channel.
+   * Default MNIST's (the recipe's); for an image folder, its training images' own (`DataSplit.stats`).
+   */
+  mean: perChannel(-1e6, 1e6, 0.1307, 'normalisation mean, or one a channel (a,b,c)'),
+  /** Pixel normalisation, per channel (see `mean`). */
+  std: perChannel(1e-9, 1e6, 0.3081, 'normalisation standard deviation, or one a channel (a,b,c)'),
   /** Where the model runs: `'auto'` picks CUDA when available. */
   device,
   /** Seed of the weight initialisation. */
@@ -173,7 +308,29 @@ export const trainingSettings = {
   /** LibTorch threads for training, and for the model's later inference. Default: LibTorch's (the physical cores). */
   threads,
   /** Checkpoint every this many epochs (into outDir); 0 for none. */
-  saveEvery: integer(0, 1_000_000, 2, 'checkpoint every n epochs (0: none)')
+  saveEvery: integer(0, 1_000_000, 2, 'checkpoint every n epochs (0: none)'),
+  /**
+   * Trains only what is on top of the tower's first stages: `true` freezes every stage of the
+   * tower (only the embedding layer and the head learn), a number the first that many (reference
+   * 3 stages, conv4 4, resnet18 5: the stem, then layer1..layer4). Frozen BatchNorm layers keep
+   * their running statistics. Default false.
+   */
+  freezeTower: {
+    kind: 'stages',
+    help: 'freeze the tower (all stages) or its first n stages; only what is on top trains',
+    default: false,
+    check: (value, name) => {
+      if (typeof value === 'boolean' || (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 5)) return value as boolean | number
+      throw invalidArg(name, 'true, false, or a number of stages from 0 to 5', value)
+    }
+  } satisfies Setting<boolean | number, boolean>,
+  /** Augmentation of training batches (see `AugmentOptions`); `true`: a mild preset. Default none, as the recipe. */
+  augment: {
+    kind: 'augment',
+    help: 'augment training batches: a mild preset, or JSON options (crop, flip, rotate, translate, scale, shear, brightness, contrast)',
+    default: false,
+    check: (value: unknown, name: string): boolean | AugmentOptions => checkAugment(value, name)
+  } satisfies Setting<boolean | AugmentOptions, false>
 } as const
 
 /** How a model is evaluated: the options of `model.evaluate`. */
@@ -213,11 +370,15 @@ export const downloadSettings = {
 /** How `datasets.imageFolder` reads a folder. */
 export const imageFolderSettings = {
   /** Width the images are resized to (the model's input width). */
-  width: integer(MIN_INPUT_SIDE, MAX_SIDE, modelSettings.width.default, 'width images are resized to'),
+  width: integer(MIN_TOWER_SIDE, MAX_SIDE, modelSettings.width.default, 'width images are resized to'),
   /** Height the images are resized to. */
-  height: integer(MIN_INPUT_SIDE, MAX_SIDE, modelSettings.height.default, 'height images are resized to'),
+  height: integer(MIN_TOWER_SIDE, MAX_SIDE, modelSettings.height.default, 'height images are resized to'),
   /** Share of each class that goes to test when the folder has no train/ and test/. */
-  testFraction: number(0.01, 0.99, 0.2, 'share of each class that goes to test')
+  testFraction: number(0.01, 0.99, 0.2, 'share of each class that goes to test'),
+  /** 1 (grey) or 3 (RGB); default: 3 when any image of the folder has colour, else 1. */
+  channels: channels('channels: 1 (grey) or 3 (RGB) (default: from the images)'),
+  /** How images of another shape are brought to the size: stretched, letterboxed on black, or centre-cropped. */
+  fit: choice(FITS, 'fill', 'how images of another shape are resized: cover (crop), contain (letterbox) or fill (stretch)')
 } as const
 
 /** The allowed values of every choice, for forms and menus. */
@@ -227,6 +388,7 @@ export const choices = {
   optimizer: OPTIMIZERS,
   pairs: PAIR_SCHEMES,
   tower: TOWERS,
+  fit: FITS,
   data: DATA_SOURCES
 } as const
 

@@ -3,15 +3,19 @@
 import { resolve } from 'node:path'
 
 import { binding, type NativeModel } from './binding.js'
-import { defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings, type Loss } from './contract.js'
+import {
+  defaults, downloadSettings, evaluationSettings, imageFolderSettings, modelSettings, read, trainingSettings,
+  type Channels, type Fit, type Loss, type Tower
+} from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import { DIGITS } from './datasets/embedded.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
 import {
-  MODEL_BUILDING_OPTIONS, MODEL_TRAIN_OPTIONS, TRAIN_OPTIONS, assertModelSized, readCheckpoint, resolveData, resolveModelPlan,
-  resolveTrainingSettings, resolveWays, type Checkpoint, type CreateModelOptions, type EvaluateOptions, type ModelTrainOptions, type TrainOptions
+  CREATE_MODEL_OPTIONS, MODEL_BUILDING_OPTIONS, MODEL_TRAIN_OPTIONS, TRAIN_OPTIONS, assertModelSized, checkModelOptions, readCheckpoint, resolveData, resolveFit,
+  resolveModelPlan, resolveTrainingSettings, resolveWays, shapeName, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
+  type ModelTrainOptions, type TrainOptions
 } from './options.js'
 import type { EpochMetrics } from './progress.js'
 import { runTraining, type AfterAbort } from './training.js'
@@ -19,14 +23,18 @@ import { invalidArg, isPlainObject, nonEmptyString, optionsObject } from './vali
 
 /** What a model was built and trained for. */
 export interface ModelConfig {
+  /** The network that turns an image into an embedding. */
+  tower: Tower
   /** Input image width and height in pixels (images are resized to this). */
   width: number
   height: number
+  /** 1 (grey) or 3 (RGB): images given in the other are converted. */
+  channels: Channels
   /** Length of the embedding vectors. */
   embeddingSize: number
-  /** Pixel normalisation: (x / 255 - mean) / std. */
-  mean: number
-  std: number
+  /** Pixel normalisation, one value a channel: (x / 255 - mean[c]) / std[c]. */
+  mean: number[]
+  std: number[]
   /** The loss it was trained with; it decides how pairs are scored. */
   loss: Loss
   /** Margin of the contrastive and triplet losses. */
@@ -77,6 +85,30 @@ export interface Classification {
   scores: number[]
   /** The class names the labels index. */
   classes: string[]
+}
+
+/** Options of `predict`, `embed` and `classify` for images given as files, bytes or raw pixels of another size. */
+export interface ImageOptions {
+  /**
+   * How an image of another shape is brought to the model's size. Default: the fit the model
+   * was trained with (`datasets.imageFolder`'s), else `'fill'` (stretched).
+   */
+  fit?: Fit
+}
+
+/** What `init` did when the model was created (see `createModel`). */
+export interface InitReport {
+  /** The file and the prefix put before our names. */
+  path: string
+  prefix: string
+  /** Our tensors set from the file. */
+  loaded: string[]
+  /** Ours that the file does not have: left at their initialisation. */
+  missing: string[]
+  /** The file's (full names) that are not ours. */
+  unexpected: string[]
+  /** The embedding layer or head in the file with another shape (a classifier's fc): left as they were. */
+  skipped: Array<{ name: string, reason: string }>
 }
 
 function asList<T> (value: T | readonly T[]): readonly T[] {
@@ -166,6 +198,31 @@ export class SiameseModel {
     return { ...this.#use().info().metadata }
   }
 
+  /** What `init` loaded into the tower when the model was created; undefined without `init`. */
+  get initReport (): InitReport | undefined {
+    const text = this.#use().info().metadata['init']
+    if (text === undefined) return undefined
+    try {
+      return JSON.parse(text) as InitReport
+    } catch {
+      return undefined
+    }
+  }
+
+  /** The target images are decoded to for this model: its size and channels, and a fit. */
+  #target (native: NativeModel, options: ImageOptions | undefined, name: string): { width: number, height: number, channels: Channels, fit: Fit } {
+    const o = optionsObject(options, name, ['fit'])
+    const { config, metadata } = native.info()
+    let trained: unknown
+    try {
+      trained = (JSON.parse(metadata['train_options'] ?? '{}') as Record<string, unknown>)['fit']
+    } catch {
+      // an unreadable record: the default fit
+    }
+    const fit = read(imageFolderSettings.fit, o['fit'] ?? (typeof trained === 'string' && ['cover', 'contain', 'fill'].includes(trained) ? trained : undefined), 'fit')
+    return { width: config.width, height: config.height, channels: config.channels, fit }
+  }
+
   /**
    * The probability that `a` and `b` show the same class; arrays give one probability per pair.
    *
@@ -175,9 +232,9 @@ export class SiameseModel {
    * const ps = await model.predict([img1, img2], [img3, img4])
    * ```
    */
-  predict (a: ImageInput, b: ImageInput): Promise<number>
-  predict (a: readonly ImageInput[], b: readonly ImageInput[]): Promise<number[]>
-  async predict (a: ImageInput | readonly ImageInput[], b: ImageInput | readonly ImageInput[]): Promise<number | number[]> {
+  predict (a: ImageInput, b: ImageInput, options?: ImageOptions): Promise<number>
+  predict (a: readonly ImageInput[], b: readonly ImageInput[], options?: ImageOptions): Promise<number[]>
+  async predict (a: ImageInput | readonly ImageInput[], b: ImageInput | readonly ImageInput[], options?: ImageOptions): Promise<number | number[]> {
     const site = callSite()
     return this.#job(async (native) => {
       const many = Array.isArray(a)
@@ -186,8 +243,8 @@ export class SiameseModel {
       const right = asList(b)
       if (left.length === 0) throw invalidArg('a', 'at least one image', a)
       if (left.length !== right.length) throw invalidArg('b', `${left.length} images, as many as a`, b)
-      const { width, height } = native.info().config
-      const [l, r] = await Promise.all([toPixels(left, width, height, many ? 'a[]' : 'a'), toPixels(right, width, height, many ? 'b[]' : 'b')])
+      const target = this.#target(native, options, 'options')
+      const [l, r] = await Promise.all([toPixels(left, target, many ? 'a[]' : 'a'), toPixels(right, target, many ? 'b[]' : 'b')])
       const p = await rethrowAtCallSite(native.predictPairs(l, r, left.length), site)
       return many ? Array.from(p) : (p[0])
     })
@@ -201,13 +258,14 @@ export class SiameseModel {
    * const [e] = await model.embed('digit.png')
    * ```
    */
-  async embed (images: ImageInput | readonly ImageInput[]): Promise<Float32Array[]> {
+  async embed (images: ImageInput | readonly ImageInput[], options?: ImageOptions): Promise<Float32Array[]> {
     const site = callSite()
     return this.#job(async (native) => {
       const list = asList(images)
       if (list.length === 0) throw invalidArg('images', 'at least one image', images)
-      const { width, height, embeddingSize } = native.info().config
-      const flat = await rethrowAtCallSite(native.embed(await toPixels(list, width, height, 'images'), list.length), site)
+      const { embeddingSize } = native.info().config
+      const target = this.#target(native, options, 'options')
+      const flat = await rethrowAtCallSite(native.embed(await toPixels(list, target, 'images'), list.length), site)
       return list.map((_, i) => flat.slice(i * embeddingSize, (i + 1) * embeddingSize))
     })
   }
@@ -231,14 +289,14 @@ export class SiameseModel {
       const { config, metadata } = native.info()
       let set: LabelledImages
       if (data === undefined || typeof data === 'string') {
-        set = (await resolveData(data ?? this.#trainedOn(metadata), false, config)).test
+        set = (await resolveData(data ?? this.#trainedOn(metadata), false, { ...config, fit: this.#target(native, undefined, 'options').fit })).test
       } else if (isPlainObject(data) && 'test' in data && 'train' in data) {
         set = assertLabelledImages(data.test, 'data.test')
       } else {
         set = assertLabelledImages(data, 'data')
       }
-      if (set.width !== config.width || set.height !== config.height) {
-        throw invalidArg('data', `${config.width}x${config.height} images, the model's input size`, `${set.width}x${set.height} images`)
+      if (set.width !== config.width || set.height !== config.height || (set.channels ?? 1) !== config.channels) {
+        throw invalidArg('data', `${shapeName(config)} images, the model's input`, `${shapeName(set)} images`)
       }
       const result = await rethrowAtCallSite(native.evaluate(toNativeData(set), {
         testSeed: read(evaluationSettings.testSeed, o['testSeed'], 'testSeed'),
@@ -280,19 +338,20 @@ export class SiameseModel {
    * console.log(verdict.className, verdict.probability)
    * ```
    */
-  async classify (queries: ImageInput | readonly ImageInput[], support: LabelledImages | SupportSet): Promise<Classification[]> {
+  async classify (queries: ImageInput | readonly ImageInput[], support: LabelledImages | SupportSet, options?: ImageOptions): Promise<Classification[]> {
     const site = callSite()
     return this.#job(async (native) => {
       const list = asList(queries)
       if (list.length === 0) throw invalidArg('queries', 'at least one image', queries)
-      const { width, height } = native.info().config
+      const target = this.#target(native, options, 'options')
+      const { width, height, channels } = target
       let supportPixels: Uint8Array
       let supportLabels: Int32Array
       let classes: string[]
       if (isPlainObject(support) && 'count' in support) {
         const set = assertLabelledImages(support, 'support')
-        if (set.width !== width || set.height !== height) {
-          throw invalidArg('support', `${width}x${height} images, the model's input size`, `${set.width}x${set.height} images`)
+        if (set.width !== width || set.height !== height || (set.channels ?? 1) !== channels) {
+          throw invalidArg('support', `${shapeName(target)} images, the model's input`, `${shapeName(set)} images`)
         }
         supportPixels = set.images
         supportLabels = set.labels
@@ -312,11 +371,11 @@ export class SiameseModel {
           if (index < 0) index = classes.push(name) - 1
           supportLabels[i] = index
         })
-        supportPixels = await toPixels(images, width, height, 'support.images[]')
+        supportPixels = await toPixels(images, target, 'support.images[]')
       } else {
         throw invalidArg('support', 'a labelled image set or { images, labels }', support)
       }
-      const queryPixels = await toPixels(list, width, height, 'queries')
+      const queryPixels = await toPixels(list, target, 'queries')
       const scores = await rethrowAtCallSite(native.classScores(queryPixels, list.length, supportPixels,
         supportLabels.length, supportLabels, classes.length), site)
       return list.map((_, q) => {
@@ -372,18 +431,21 @@ export class SiameseModel {
 }
 
 /**
- * A new, untrained model (the reference network, freshly initialised).
+ * A new, untrained model (default: the reference network, freshly initialised), or one whose
+ * tower starts from weights trained in PyTorch (`init`).
  *
  * @example
  * ```ts
  * const model = await createModel({ loss: 'contrastive', margin: 2 })
  * await model.train({ data: 'embedded', epochs: 2 })
+ * const photos = await createModel({ tower: 'resnet18', width: 64, height: 64, channels: 3, init: 'resnet18.safetensors' })
+ * console.log(photos.initReport?.missing)
  * ```
  */
 export async function createModel (options?: CreateModelOptions): Promise<SiameseModel> {
   const site = callSite()
-  const plan = resolveModelPlan(optionsObject(options, 'options', Object.keys(modelSettings)))
-  return wrapNative(await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads), site))
+  const plan = resolveModelPlan(optionsObject(options, 'options', CREATE_MODEL_OPTIONS))
+  return wrapNative(await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), site))
 }
 
 /** Options of `loadModel`. */
@@ -430,12 +492,20 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
 
 /** train() without resume: every option checked, the data read, a model of its size built, then trained. */
 async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
-  const plan = resolveModelPlan({ loss: o['loss'], margin: o['margin'], embeddingSize: o['embeddingSize'], device: o['device'], seed: o['seed'], threads: o['threads'] })
-  resolveTrainingSettings(o, undefined) // checked before the data is read
-  const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'))
-  assertModelSized(data)
-  const config = { ...plan.config, width: data.train.width, height: data.train.height }
-  const model = wrapNative(await binding().createModel(config, plan.device, plan.seed, plan.threads))
+  const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, o[key]]))
+  checkModelOptions(building) // before the data is read
+  resolveTrainingSettings(o, undefined)
+  const fit = resolveFit(o, undefined)
+  const folder = {
+    width: read(modelSettings.width, o['width'], 'width'),
+    height: read(modelSettings.height, o['height'], 'height'),
+    channels: read(modelSettings.channels, o['channels'], 'channels'),
+    fit
+  }
+  const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'), folder)
+  assertModelSized(data, read(modelSettings.tower, o['tower'], 'tower'))
+  const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats })
+  const model = wrapNative(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init))
   return trainOrFree(model, { ...o, data }, undefined)
 }
 

@@ -4,10 +4,11 @@
 import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-import type { NativeModelConfig } from './binding.js'
+import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
-  DATA_SOURCES, MIN_INPUT_SIDE, defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings,
-  type DataSource, type Device, type Resolved, type Setting, type Values
+  AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
+  imageFolderSettings, modelSettings, read, trainingSettings,
+  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Resolved, type Setting, type Tower, type Values
 } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 import { assertLabelledImages } from './datasets/arrays.js'
@@ -26,8 +27,26 @@ export type TrainingSettings = Values<typeof trainingSettings>
 /** The settings of a run once resolved: `threads` stays undefined for LibTorch's own count. */
 export type ResolvedTrainingSettings = Resolved<typeof trainingSettings>
 
-/** Options of `createModel`: every model setting, each with its default. */
-export type CreateModelOptions = Partial<ModelSettings>
+/**
+ * Weights trained elsewhere to start the tower from: a safetensors file (e.g. a torchvision
+ * ResNet-18 state dict), its tensors matched by name as PyTorch's `load_state_dict(strict=False)`
+ * does; `prefix` is put before our names (e.g. `'backbone.'` or `'module.'`).
+ */
+export interface InitOptions {
+  path: string
+  /** Default `''`. */
+  prefix?: string
+}
+
+/** Options of `createModel`: every model setting, each with its default, and `init`. */
+export interface CreateModelOptions extends Partial<ModelSettings> {
+  /**
+   * Start the tower from weights trained in PyTorch (a `.safetensors` path, or `{ path, prefix }`).
+   * What was loaded, missing, unexpected or skipped is in `model.initReport`; a tower tensor of
+   * another shape is refused with `ERR_BAD_FILE` naming it.
+   */
+  init?: string | InitOptions
+}
 
 /**
  * Where training data comes from: a named set (`'embedded'`, `'mnist'`, `'fashion-mnist'`), a
@@ -51,10 +70,21 @@ export interface ModelTrainOptions extends Partial<TrainingSettings> {
   onProgress?: (event: ProgressEvent) => void
   /** Stops training between two batches: the promise rejects with ABORT_ERR (its `cause`: the signal's reason). */
   signal?: AbortSignal
+  /**
+   * With a folder of images as `data`: how images of another shape are brought to the model's
+   * size (default `'fill'`, stretched). Recorded, so that a resume reads them the same way.
+   */
+  fit?: Fit
 }
 
 /** Options of `train`: those of `model.train`, those that build its model, and `resume`. */
-export interface TrainOptions extends ModelTrainOptions, Partial<Pick<ModelSettings, 'loss' | 'margin' | 'embeddingSize' | 'device'>> {
+export interface TrainOptions extends ModelTrainOptions,
+  Partial<Pick<ModelSettings, 'tower' | 'width' | 'height' | 'channels' | 'mean' | 'std' | 'loss' | 'margin' | 'embeddingSize' | 'device'>> {
+  /**
+   * Start the tower from weights trained in PyTorch (see `createModel`). With `freezeTower`, only
+   * what is on top of the frozen stages trains.
+   */
+  init?: string | InitOptions
   /**
    * A checkpoint to continue from: its weights, optimiser state, epoch, options and data (those
    * you pass win; the data must be the same). With the same seed on the CPU it ends with the same
@@ -69,9 +99,11 @@ export type EvaluateOptions = Partial<Values<typeof evaluationSettings>>
 const keysOf = <T extends object>(table: T): Array<keyof T & string> => Object.keys(table) as Array<keyof T & string>
 
 /** The options `model.train` accepts. */
-export const MODEL_TRAIN_OPTIONS = [...keysOf(trainingSettings), 'data', 'download', 'outDir', 'onProgress', 'signal'] as const
+export const MODEL_TRAIN_OPTIONS = [...keysOf(trainingSettings), 'data', 'download', 'outDir', 'onProgress', 'signal', 'fit'] as const
 /** The options that build a model, which `train` accepts on top (with `resume`). */
-export const MODEL_BUILDING_OPTIONS = ['loss', 'margin', 'embeddingSize'] as const
+export const MODEL_BUILDING_OPTIONS = ['tower', 'width', 'height', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'init'] as const
+/** The options `createModel` accepts. */
+export const CREATE_MODEL_OPTIONS = [...keysOf(modelSettings), 'init'] as const
 /** The options `train` accepts. */
 export const TRAIN_OPTIONS = [...MODEL_TRAIN_OPTIONS, ...MODEL_BUILDING_OPTIONS, 'device', 'resume'] as const
 
@@ -82,21 +114,96 @@ export interface ModelPlan {
   seed: number
   /** 0: LibTorch's default. */
   threads: number
+  init: { path: string, prefix: string } | undefined
 }
 
-export function resolveModelPlan (o: Record<string, unknown>): ModelPlan {
+/** What the data decides of a new model when the options leave it: its size, channels and normalisation. */
+export interface DataShape {
+  width: number
+  height: number
+  channels: Channels
+  stats?: { readonly mean: readonly number[], readonly std: readonly number[] } | undefined
+}
+
+/** The smallest input side of `tower`. */
+export function minInputSide (tower: Tower): number {
+  return tower === 'reference' ? MIN_INPUT_SIDE : MIN_TOWER_SIDE
+}
+
+/** The stages `freezeTower` can freeze in `tower` (native/core/network.h). */
+export function towerStages (tower: Tower): number {
+  return { reference: 3, conv4: 4, resnet18: 5 }[tower]
+}
+
+/** Parameters of the reference tower and head: its first linear layer grows with the image. */
+export function referenceParameters (width: number, height: number, channels: number, embeddingSize: number): number {
+  const side = (n: number): number => Math.floor((n - 6) / 2) - 8
+  const convs = 64 * channels * 49 + 64 + 128 * 64 * 25 + 128 + 256 * 128 * 25 + 256
+  return convs + (256 * side(width) * side(height) + 1) * embeddingSize + 2 * embeddingSize + 2
+}
+
+/** A per-channel setting as one value a channel. */
+function perChannel (value: number | readonly number[], channels: Channels, name: string): number[] {
+  if (typeof value === 'number') return new Array<number>(channels).fill(value)
+  if (value.length === 1) return new Array<number>(channels).fill(value[0])
+  if (value.length !== channels) throw invalidArg(name, `one number, or ${channels} (one a channel)`, value)
+  return [...value]
+}
+
+function resolveInit (value: unknown): { path: string, prefix: string } | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && value.length > 0) return { path: resolve(value), prefix: '' }
+  if (isPlainObject(value) && typeof value['path'] === 'string' && value['path'].length > 0 &&
+    (value['prefix'] === undefined || typeof value['prefix'] === 'string') &&
+    Object.keys(value).every((k) => k === 'path' || k === 'prefix')) {
+    return { path: resolve(value['path']), prefix: (value['prefix']) ?? '' }
+  }
+  throw invalidArg('init', 'a .safetensors path or { path, prefix }', value)
+}
+
+/**
+ * A new model from options; `data` decides what the options leave (size, channels, and the
+ * normalisation of an image folder). The reference tower's parameters grow with the image: above
+ * MAX_REFERENCE_PARAMETERS it is refused, above a fifth of that a warning says so.
+ */
+export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape): ModelPlan {
   const loss = read(modelSettings.loss, o['loss'], 'loss')
   const margin = read(modelSettings.margin, o['margin'], 'margin')
   if (o['margin'] !== undefined && loss === 'pair-ce') {
     throw invalidArg('margin', "no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet')", o['margin'])
   }
+  const tower = read(modelSettings.tower, o['tower'], 'tower')
+  const width = read(modelSettings.width, o['width'], 'width')
+  const height = read(modelSettings.height, o['height'], 'height')
+  if (data !== undefined && ((o['width'] !== undefined && width !== data.width) || (o['height'] !== undefined && height !== data.height))) {
+    throw invalidArg(o['width'] !== undefined && width !== data.width ? 'width' : 'height',
+      `the data's size, ${data.width}x${data.height} (a folder of images is read at the size given; other data has its own)`,
+      `${width}x${height}`)
+  }
+  const given = read(modelSettings.channels, o['channels'], 'channels')
+  if (data !== undefined && given !== undefined && given !== data.channels) {
+    throw invalidArg('channels', `${data.channels}, as the data's images have (or read the data with channels: ${given})`, given)
+  }
+  const channels = data?.channels ?? given ?? 1
+  const least = minInputSide(tower)
+  for (const [name, side] of [['width', width], ['height', height]] as const) {
+    if (side < least) {
+      throw invalidArg(name, `at least ${least} pixels (the smallest the ${tower} tower takes` +
+        `${tower === 'reference' ? "; tower 'conv4' and 'resnet18' take 16" : ''})`, side)
+    }
+  }
+  const embeddingSize = read(modelSettings.embeddingSize, o['embeddingSize'], 'embeddingSize')
+  if (tower === 'reference') checkReferenceSize(data?.width ?? width, data?.height ?? height, channels, embeddingSize)
+  const stats = o['mean'] === undefined && o['std'] === undefined ? data?.stats : undefined
   return {
     config: {
-      width: read(modelSettings.width, o['width'], 'width'),
-      height: read(modelSettings.height, o['height'], 'height'),
-      embeddingSize: read(modelSettings.embeddingSize, o['embeddingSize'], 'embeddingSize'),
-      mean: read(modelSettings.mean, o['mean'], 'mean'),
-      std: read(modelSettings.std, o['std'], 'std'),
+      tower,
+      width: data?.width ?? width,
+      height: data?.height ?? height,
+      channels,
+      embeddingSize,
+      mean: perChannel(stats?.mean ?? read(modelSettings.mean, o['mean'], 'mean'), channels, 'mean'),
+      std: perChannel(stats?.std ?? read(modelSettings.std, o['std'], 'std'), channels, 'std'),
       loss,
       margin,
       // pair-ce decides at P(same) = 0.5; a distance model at half its margin until evaluated.
@@ -104,8 +211,61 @@ export function resolveModelPlan (o: Record<string, unknown>): ModelPlan {
     },
     device: read(modelSettings.device, o['device'], 'device'),
     seed: read(modelSettings.seed, o['seed'], 'seed'),
-    threads: read(modelSettings.threads, o['threads'], 'threads') ?? 0
+    threads: read(modelSettings.threads, o['threads'], 'threads') ?? 0,
+    init: resolveInit(o['init'])
   }
+}
+
+/** Checks each model option on its own, before the data that decides the rest (channels, size) is read. */
+export function checkModelOptions (o: Record<string, unknown>): void {
+  for (const [key, setting] of Object.entries(modelSettings) as Array<[string, Setting<unknown>]>) read(setting, o[key], key)
+  resolveInit(o['init'])
+}
+
+let warnedAboutSize = false
+
+function checkReferenceSize (width: number, height: number, channels: number, embeddingSize: number): void {
+  const parameters = referenceParameters(width, height, channels, embeddingSize)
+  const millions = (parameters / 1e6).toFixed(1)
+  const what = `the reference tower at ${width}x${height} has ${millions} million parameters ` +
+    `(${Math.round(parameters * 4 / 1e6)} MB a model file, 3 times that a checkpoint): its first linear layer grows with the image`
+  if (parameters > MAX_REFERENCE_PARAMETERS) {
+    throw invalidArg('tower', `'conv4' or 'resnet18' for images this large: ${what}, past the limit of ` +
+      `${MAX_REFERENCE_PARAMETERS / 1e6} million`, 'reference')
+  }
+  if (parameters > MAX_REFERENCE_PARAMETERS / 5 && !warnedAboutSize) {
+    warnedAboutSize = true
+    process.emitWarning(`siamese-torch: ${what}; tower 'conv4' or 'resnet18' stay small at any size`, { code: 'SIAMESE_TORCH_LARGE_TOWER' })
+  }
+}
+
+/** The native form of `augment`: every field at its identity when off. */
+export function nativeAugment (value: boolean | AugmentOptions): NativeAugment {
+  const a: AugmentOptions = value === true ? AUGMENT_PRESET : value === false ? {} : value
+  const crop = typeof a.crop === 'number' ? [a.crop, 1] : a.crop ?? [1, 1]
+  return {
+    cropScaleMin: crop[0],
+    cropScaleMax: crop[1],
+    ratioMin: a.ratio?.[0] ?? 3 / 4,
+    ratioMax: a.ratio?.[1] ?? 4 / 3,
+    flip: a.flip === true,
+    rotate: a.rotate ?? 0,
+    translate: a.translate ?? 0,
+    scaleMin: a.scale?.[0] ?? 1,
+    scaleMax: a.scale?.[1] ?? 1,
+    shear: a.shear ?? 0,
+    brightness: a.brightness ?? 0,
+    contrast: a.contrast ?? 0
+  }
+}
+
+/** The stages `freezeTower` freezes in `tower`. */
+export function frozenStages (value: boolean | number, tower: Tower): number {
+  const stages = towerStages(tower)
+  if (value === true) return stages
+  if (value === false) return 0
+  if (value > stages) throw invalidArg('freezeTower', `true, false or 0 to ${stages} (the ${tower} tower's stages)`, value)
+  return value
 }
 
 /** What a checkpoint recorded about the run that wrote it. */
@@ -179,7 +339,9 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
     batchSize: setting('batchSize', t.batchSize),
     seed: setting('seed', t.seed),
     threads: setting('threads', t.threads),
-    saveEvery: setting('saveEvery', t.saveEvery)
+    saveEvery: setting('saveEvery', t.saveEvery),
+    freezeTower: setting('freezeTower', t.freezeTower),
+    augment: setting('augment', t.augment)
   }
 }
 
@@ -199,11 +361,19 @@ function isFolder (path: string): boolean {
   }
 }
 
+/** How a folder of class folders of images is read: to a model's size, channels (undefined: from the images) and fit. */
+export interface FolderTarget {
+  width: number
+  height: number
+  channels?: Channels | undefined
+  fit?: Fit | undefined
+}
+
 /**
  * A data source given by name or folder: a named set, a folder of the four IDX files, or a
- * folder of class folders of images (resized to `size`, the model's input).
+ * folder of class folders of images (read to `size`, the model's input).
  */
-async function loadSource (source: string, download: boolean, size: { width: number, height: number } | undefined): Promise<DataSplit> {
+async function loadSource (source: string, download: boolean, size: FolderTarget | undefined): Promise<DataSplit> {
   switch (source) {
     case 'embedded': return embedded()
     case 'mnist': return mnist({ download })
@@ -215,39 +385,58 @@ async function loadSource (source: string, download: boolean, size: { width: num
   }
   if (!isFolder(dir)) throw new SiameseTorchError(`${dir} is not a folder`, 'ERR_BAD_FILE', { path: dir })
   if (findIdxFile(dir, 'trainImages') !== undefined) return idx(dir)
-  return imageFolder(dir, size ?? {})
+  if (size === undefined) return imageFolder(dir)
+  return imageFolder(dir, {
+    width: size.width,
+    height: size.height,
+    ...(size.channels === undefined ? {} : { channels: size.channels }),
+    ...(size.fit === undefined ? {} : { fit: size.fit })
+  })
 }
 
 /**
  * The data of `data`: a named source, a folder, or a given pair of sets (checked). `size`: the
  * model's input size, to which the images of a folder of class folders are resized.
  */
-export async function resolveData (data: unknown, download: boolean, size?: { width: number, height: number }): Promise<DataSplit> {
+export async function resolveData (data: unknown, download: boolean, size?: FolderTarget): Promise<DataSplit> {
   if (typeof data === 'string' && data.length > 0) return loadSource(data, download, size)
   if (isPlainObject(data) && 'train' in data && 'test' in data) {
     const train = assertLabelledImages(data['train'], 'data.train')
     const test = assertLabelledImages(data['test'], 'data.test')
-    if (train.width !== test.width || train.height !== test.height) {
-      throw invalidArg('data.test', `${train.width}x${train.height} images, as data.train`, `${test.width}x${test.height} images`)
+    if (train.width !== test.width || train.height !== test.height || (train.channels ?? 1) !== (test.channels ?? 1)) {
+      throw invalidArg('data.test', `${shapeName(train)} images, as data.train`, `${shapeName(test)} images`)
     }
     const source = typeof data['source'] === 'string' ? { source: data['source'] } : {}
-    return { name: typeof data['name'] === 'string' ? data['name'] : 'custom', train, test, ...source }
+    const stats = isPlainObject(data['stats']) ? { stats: data['stats'] as unknown as NonNullable<DataSplit['stats']> } : {}
+    return { name: typeof data['name'] === 'string' ? data['name'] : 'custom', train, test, ...source, ...stats }
   }
   throw invalidArg('data', `${DATA_SOURCES.map((s) => `'${s}'`).join(', ')}, a folder or { train, test }`, data)
 }
 
-/** Refuses data whose images are smaller than the tower takes, naming `data` rather than an option not given. */
-export function assertModelSized (data: DataSplit): void {
+/** "WxH" or "WxHx3". */
+export function shapeName (set: { width: number, height: number, channels?: number | undefined }): string {
+  return `${set.width}x${set.height}${(set.channels ?? 1) === 1 ? '' : `x${set.channels ?? 1}`}`
+}
+
+/** Refuses data whose images are smaller than `tower` takes, naming `data` rather than an option not given. */
+export function assertModelSized (data: DataSplit, tower: Tower): void {
   const { width, height } = data.train
-  if (width < MIN_INPUT_SIDE || height < MIN_INPUT_SIDE) {
-    throw invalidArg('data', `images of at least ${MIN_INPUT_SIDE}x${MIN_INPUT_SIDE} pixels (the smallest the tower takes; ` +
+  const least = minInputSide(tower)
+  if (width < least || height < least) {
+    throw invalidArg('data', `images of at least ${least}x${least} pixels (the smallest the ${tower} tower takes; ` +
       'datasets.imageFolder resizes them with width and height)', `${width}x${height} images`)
   }
 }
 
+/** The fit of a run: given, else what its checkpoint recorded, else the default. */
+export function resolveFit (o: Record<string, unknown>, checkpoint: Checkpoint | undefined): Fit {
+  const recorded = checkpoint?.options['fit']
+  return read(imageFolderSettings.fit, o['fit'] ?? (typeof recorded === 'string' ? recorded : undefined), 'fit')
+}
+
 /** The data a run trains on: the given data; for a resume without data, the checkpoint's own. */
 export async function resolveTrainingData (o: Record<string, unknown>, checkpoint: Checkpoint | undefined,
-  size: { width: number, height: number }): Promise<DataSplit> {
+  size: FolderTarget): Promise<DataSplit> {
   const download = read(downloadSettings.download, o['download'], 'download')
   if (o['data'] !== undefined || checkpoint === undefined) return resolveData(o['data'] ?? defaults.data, download, size)
   if (checkpoint.dataSource === undefined) {
@@ -260,5 +449,11 @@ export async function resolveTrainingData (o: Record<string, unknown>, checkpoin
 /** What every file of a run records about it, so that a checkpoint resumes with the same settings and data. */
 export function recordedOptions (settings: ResolvedTrainingSettings, data: DataSplit): Record<string, unknown> {
   const { threads, ...rest } = settings
-  return { ...rest, ...(threads === undefined ? {} : { threads }), data: data.source ?? null, dataName: data.name }
+  return {
+    ...rest,
+    ...(threads === undefined ? {} : { threads }),
+    ...(data.train.fit === undefined ? {} : { fit: data.train.fit }),
+    data: data.source ?? null,
+    dataName: data.name
+  }
 }

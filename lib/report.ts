@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises'
 
 import type SharpType from 'sharp'
 
+import { binding, type NativeAugment } from './binding.js'
 import type { LabelledImages } from './datasets/types.js'
 import { testPairs } from './datasets/sampling.js'
 import type { SiameseModel } from './model.js'
@@ -112,7 +113,7 @@ async function pca2d (points: readonly Float32Array[]): Promise<Array<[number, n
 /** Test embeddings projected to 2-D by PCA, one colour per class. */
 export async function embeddingMapSvg (model: SiameseModel, set: LabelledImages, title: string, limit = 2000): Promise<string> {
   const count = Math.min(set.count, limit)
-  const size = set.width * set.height
+  const size = set.width * set.height * (set.channels ?? 1)
   const images = Array.from({ length: count }, (_, i) => set.images.slice(i * size, (i + 1) * size))
   const embeddings = await model.embed(images)
   const xy = await pca2d(embeddings)
@@ -143,6 +144,18 @@ export async function embeddingMapSvg (model: SiameseModel, set: LabelledImages,
   })
 }
 
+/** Drawing scale of an image: about 84 pixels wide, never below its own size. */
+function drawScale (set: LabelledImages): number {
+  return Math.max(1, Math.round(84 / set.width))
+}
+
+/** Pixels of one image of `set` as a PNG data URL, scaled up without smoothing. */
+async function pngUrl (set: LabelledImages, pixels: Uint8Array, scale: number): Promise<string> {
+  const buffer = await sharp()(Buffer.from(pixels), { raw: { width: set.width, height: set.height, channels: set.channels ?? 1 } })
+    .resize(set.width * scale, set.height * scale, { kernel: 'nearest' }).png().toBuffer()
+  return `data:image/png;base64,${buffer.toString('base64')}`
+}
+
 function escapeXml (text: string): string {
   return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] as string)
 }
@@ -154,23 +167,19 @@ function escapeXml (text: string): string {
 export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, title: string, count = 32): Promise<string> {
   const pairs = testPairs(set)
   const n = Math.min(count, pairs.left.length)
-  const size = set.width * set.height
+  const size = set.width * set.height * (set.channels ?? 1)
   const pick = (i: number): Uint8Array => set.images.slice(i * size, (i + 1) * size)
   const left = Array.from({ length: n }, (_, k) => pick(pairs.left[k]))
   const right = Array.from({ length: n }, (_, k) => pick(pairs.right[k]))
   const p = await model.predict(left, right)
-  const scale = 3
+  const scale = drawScale(set)
   const w = set.width * scale
   const h = set.height * scale
   const cellW = 2 * w + 30
   const cellH = h + 46
   const columns = 8
   const rows = Math.ceil(n / columns)
-  const png = async (pixels: Uint8Array): Promise<string> => {
-    const buffer = await sharp()(Buffer.from(pixels), { raw: { width: set.width, height: set.height, channels: 1 } })
-      .resize(w, h, { kernel: 'nearest' }).png().toBuffer()
-    return `data:image/png;base64,${buffer.toString('base64')}`
-  }
+  const png = async (pixels: Uint8Array): Promise<string> => pngUrl(set, pixels, scale)
   const cells: string[] = []
   for (let k = 0; k < n; k++) {
     const same = pairs.same[k] === 1
@@ -192,4 +201,42 @@ export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, t
     '<rect width="100%" height="100%" fill="white"/>' +
     `<text x="10" y="28" font-family="${FONT}" font-size="18">${escapeXml(title)}</text>` +
     `${cells.join('')}</svg>`
+}
+
+/**
+ * A sheet of augmented training examples: one row per class (up to 8), the image as it is, then
+ * `variants` augmented copies drawn as the trainer draws them (seeded).
+ */
+export async function augmentSheetSvg (set: LabelledImages, augment: NativeAugment, seed: number, title: string, variants = 7): Promise<string> {
+  const channels = set.channels ?? 1
+  const size = set.width * set.height * channels
+  const firstOfClass: number[] = []
+  for (let i = 0; i < set.count && firstOfClass.length < 8; i++) {
+    if (!firstOfClass.some((j) => set.labels[j] === set.labels[i])) firstOfClass.push(i)
+  }
+  const originals = firstOfClass.map((i) => set.images.slice(i * size, (i + 1) * size))
+  // Each original repeated `variants` times, augmented in one call.
+  const repeated = new Uint8Array(originals.length * variants * size)
+  originals.forEach((pixels, r) => { for (let v = 0; v < variants; v++) repeated.set(pixels, (r * variants + v) * size) })
+  const augmented = binding().augmentImages(repeated, originals.length * variants, set.width, set.height, channels, augment, seed)
+  const scale = drawScale(set)
+  const w = set.width * scale
+  const h = set.height * scale
+  const cells: string[] = []
+  for (let r = 0; r < originals.length; r++) {
+    const y = 44 + r * (h + 12)
+    const label = set.classes[set.labels[firstOfClass[r] ?? 0]] ?? ''
+    cells.push(`<text x="10" y="${y + h / 2 + 5}" font-family="${FONT}" font-size="13">${escapeXml(label.slice(0, 14))}</text>`,
+      `<image x="120" y="${y}" width="${w}" height="${h}" href="${await pngUrl(set, originals[r], scale)}"/>`)
+    for (let v = 0; v < variants; v++) {
+      const k = r * variants + v
+      cells.push(`<image x="${140 + (v + 1) * (w + 8)}" y="${y}" width="${w}" height="${h}" href="${await pngUrl(set, augmented.subarray(k * size, (k + 1) * size), scale)}"/>`)
+    }
+  }
+  const width = 150 + (variants + 1) * (w + 8)
+  const height = 54 + originals.length * (h + 12)
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">` +
+    '<rect width="100%" height="100%" fill="white"/>' +
+    `<text x="10" y="28" font-family="${FONT}" font-size="18">${escapeXml(title)}</text>` +
+    `<line x1="${134 + w}" y1="40" x2="${134 + w}" y2="${height - 6}" stroke="#999"/>${cells.join('')}</svg>`
 }

@@ -5,7 +5,9 @@ import type { NativeModel, NativeTrainingEvent } from './binding.js'
 import { toNativeData } from './datasets/arrays.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir } from './files.js'
-import { recordedOptions, resolveTrainingData, resolveTrainingSettings, type Checkpoint } from './options.js'
+import {
+  frozenStages, nativeAugment, recordedOptions, resolveFit, resolveTrainingData, resolveTrainingSettings, shapeName, type Checkpoint
+} from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { functionOption, invalidArg, nonEmptyString } from './validate.js'
 
@@ -31,9 +33,12 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   const signal = o['signal']
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'an AbortSignal', signal)
   const outDir = o['outDir'] === undefined ? '' : await prepareOutDir(nonEmptyString(o['outDir'], 'outDir'), 'outDir')
-  const data = await resolveTrainingData(o, checkpoint, config)
-  if (data.train.width !== config.width || data.train.height !== config.height) {
-    throw invalidArg('data', `${config.width}x${config.height} images, the model's input size`, `${data.train.width}x${data.train.height} images`)
+  const freezeStages = frozenStages(settings.freezeTower, config.tower)
+  const augment = nativeAugment(settings.augment)
+  const fit = resolveFit(o, checkpoint)
+  const data = await resolveTrainingData(o, checkpoint, { width: config.width, height: config.height, channels: config.channels, fit })
+  if (data.train.width !== config.width || data.train.height !== config.height || (data.train.channels ?? 1) !== config.channels) {
+    throw invalidArg('data', `${shapeName(config)} images, the model's input`, `${shapeName(data.train)} images`)
   }
   if (signal?.aborted) throw new SiameseTorchError('training was aborted before it started', 'ABORT_ERR', { cause: signal.reason })
 
@@ -62,7 +67,9 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
       testSeed: 0,
       startEpoch,
       resume: checkpoint !== undefined,
-      expectedDataFingerprint: checkpoint?.dataFingerprint ?? ''
+      expectedDataFingerprint: checkpoint?.dataFingerprint ?? '',
+      freezeStages,
+      augment
     }, deliver)
     return history.map(epochMetrics)
   } catch (err) {

@@ -9,6 +9,7 @@ import { runInNewContext } from 'node:vm'
 import { join } from 'node:path'
 import { createModel, datasets, loadModel, train, SiameseTorchError } from 'siamese-torch'
 import { binding } from '../dist/binding.js'
+import { nativeAugment } from '../dist/options.js'
 import { smallDigits, strided } from './helpers/small-data.mjs'
 import { scratchDir } from './reliability/common.mjs'
 
@@ -160,7 +161,14 @@ t.test('the resume state is read once, by loadModel, off the main thread', async
   const history = await new Promise((resolve, reject) => {
     const settings = JSON.parse(native.info().metadata.train_options)
     native.train({ ...data.train, numClasses: 10 }, { ...data.test, numClasses: 10 }, {
-      ...settings, outDir: '', testSeed: 0, startEpoch: 1, resume: true, expectedDataFingerprint: native.info().metadata.data_fingerprint
+      ...settings,
+      outDir: '',
+      testSeed: 0,
+      startEpoch: 1,
+      resume: true,
+      expectedDataFingerprint: native.info().metadata.data_fingerprint,
+      freezeStages: 0,
+      augment: nativeAugment(false)
     }, () => {}).then(resolve, reject)
   })
   t.same(history.map((h) => h.epoch), [2], 'the deleted file was not needed')

@@ -197,9 +197,10 @@ t.test('a saved model loads and predicts the same', async (t) => {
 
 t.test('training pixels are copied on the main thread after train() returns: a buffer detached meanwhile is refused, not read', async (t) => {
   const { binding } = await import('../dist/binding.js')
-  const native = await binding().createModel({ width: 28, height: 28, embeddingSize: 16, mean: 0.1307, std: 0.3081, loss: 'pair-ce', margin: 1, threshold: 0.5 }, 'cpu', 0, 1)
+  const { nativeAugment } = await import('../dist/options.js')
+  const native = await binding().createModel({ tower: 'reference', width: 28, height: 28, channels: 1, embeddingSize: 16, mean: [0.1307], std: [0.3081], loss: 'pair-ce', margin: 1, threshold: 0.5 }, 'cpu', 0, 1)
   const images = new Uint8Array(data.train.images)
-  const config = { epochs: 1, batchSize: 64, seed: 0, pairs: 'balanced', mining: 'none', optimizer: 'adam', lr: 0.001, weightDecay: 0, momentum: 0, saveEvery: 0, outDir: '', threads: 1, testSeed: 0, startEpoch: 0, resume: false, expectedDataFingerprint: '' }
+  const config = { epochs: 1, batchSize: 64, seed: 0, pairs: 'balanced', mining: 'none', optimizer: 'adam', lr: 0.001, weightDecay: 0, momentum: 0, saveEvery: 0, outDir: '', threads: 1, testSeed: 0, startEpoch: 0, resume: false, expectedDataFingerprint: '', freezeStages: 0, augment: nativeAugment(false) }
   const running = native.train({ ...data.train, images, numClasses: 10 }, { ...data.test, numClasses: 10 }, config, () => {})
   structuredClone(images, { transfer: [images.buffer] }) // detached before the training thread asked for it
   t.equal(images.length, 0, 'detached')

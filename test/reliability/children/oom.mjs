@@ -1,7 +1,7 @@
 // Child of exhaustion.test.mjs: runs out of memory on purpose and checks that it only costs
 // the job. After setting up, it caps its own address space (RLIMIT_AS, with prlimit) at what it
 // uses plus 1.25 GiB, then asks for more: a training step of 192 images of 256x256 (a 3 GB
-// activation), a predict over 400 such pairs, a model of 4000x4000 inputs (2 TB of weights).
+// activation), a predict over 400 such pairs, a conv4 model whose embedding layer holds 4.3 billion weights (17 GB).
 // Prints one JSON line per case, and the model's answers before and after; then a small model
 // trains, to show the process carries on.
 import { execFileSync } from 'node:child_process'
@@ -40,7 +40,7 @@ async function attempt (name, job) {
 await attempt('training step of 192 images of 256x256', () => model.train({ data: { train: set, test: set }, epochs: 1, batchSize: 64 }))
 const many = Array.from({ length: 400 }, (_, i) => images.subarray((i % count) * size, (i % count + 1) * size))
 await attempt('predict over 400 pairs of 256x256', () => model.predict(many, many.slice().reverse()))
-await attempt('createModel with 4000x4000 inputs', () => createModel({ width: 4000, height: 4000 }))
+await attempt('createModel with a 17 GB embedding layer', () => createModel({ tower: 'conv4', width: 512, height: 512, embeddingSize: 65536 }))
 // The model keeps its memory as it was, and the process carries on: a small model trains.
 const liveAfter = binding().cpuMemory().liveBytes
 const embedding = (await model.embed(a))[0].length
