@@ -19,6 +19,7 @@ import { loadModel, train, type SiameseModel } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
+import { invalidArg } from './validate.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
 
 // Exit codes: 0 done, 1 a runtime failure, 2 a usage error, 130 stopped by Ctrl-C.
@@ -131,6 +132,7 @@ function trainOptionsFrom (flags: TrainFlags, outDir: string): TrainOptions {
   if (flags.resume !== undefined) options['resume'] = flags.resume
   if (flags.size !== undefined) Object.assign(options, flags.size)
   if (flags.init !== undefined) options['init'] = { path: flags.init, prefix: flags.initPrefix ?? '' }
+  if (flags.init === undefined && flags.initPrefix !== undefined) throw invalidArg('--init-prefix', 'a prefix given with --init <weights>', flags.initPrefix)
   if (flags.fit !== undefined) options['fit'] = flags.fit
   return options
 }
@@ -415,7 +417,7 @@ function defineCompareCommand (program: Command): void {
   program.command('compare')
     .description('the probability that two images show the same class')
     .argument('<model>', 'a .safetensors model')
-    .argument('<a>', 'an image (PNG or JPEG)')
+    .argument('<a>', 'an image (PNG, JPEG, WebP, GIF, TIFF or AVIF)')
     .argument('<b>', 'another image')
     .option('--json', 'print JSON')
     .addHelpText('after', '\nExample:\n  siamese-torch compare siamese-out/model.safetensors a.png b.png')

@@ -18,7 +18,7 @@ function sharp (): typeof SharpType {
 
 export type { Fit }
 
-/** The size, channel count (1: gray, 3: RGB) and fit images are decoded to. */
+/** The size, channel count (1: grey, 3: RGB) and fit images are decoded to. */
 export interface ImageTarget {
   readonly width: number
   readonly height: number
@@ -26,7 +26,7 @@ export interface ImageTarget {
   readonly fit: Fit
 }
 
-/** Raw pixels as sharp reads them: 1 gray, 2 gray and alpha, 3 RGB, 4 RGBA; uint8, HWC. */
+/** Raw pixels as sharp reads them: 1 grey, 2 grey and alpha, 3 RGB, 4 RGBA; uint8, HWC. */
 export interface RawPixels {
   readonly data: Uint8Array
   readonly width: number
@@ -36,7 +36,7 @@ export interface RawPixels {
 
 const BLACK = { r: 0, g: 0, b: 0, alpha: 1 }
 
-/** The steps after reading: alpha on black, resized with the fit, to gray or sRGB, raw bytes. */
+/** The steps after reading: alpha on black, resized with the fit, to grey or sRGB, raw bytes. */
 async function convert (image: SharpType.Sharp, target: ImageTarget): Promise<Uint8Array> {
   const { width, height, channels, fit } = target
   let pipeline = image
@@ -49,7 +49,7 @@ async function convert (image: SharpType.Sharp, target: ImageTarget): Promise<Ui
 
 /**
  * `data` (sharp's output, `have` channels a pixel) as exactly `width * height * channels` bytes,
- * whatever sharp chose to give (an alpha it kept, a gray image it did not widen).
+ * whatever sharp chose to give (an alpha it kept, a grey image it did not widen).
  */
 function exactly (data: Buffer, have: number, target: ImageTarget): Uint8Array {
   const { width, height, channels } = target
@@ -59,7 +59,7 @@ function exactly (data: Buffer, have: number, target: ImageTarget): Uint8Array {
   }
   if (have === channels) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   const out = new Uint8Array(pixels * channels)
-  // Gray (with or without alpha) to RGB: the gray repeated. Otherwise the first channels: an
+  // Gray (with or without alpha) to RGB: the grey repeated. Otherwise the first channels: an
   // alpha sharp kept is dropped (the pipeline already converted the colours themselves).
   const widen = have <= 2 && channels === 3
   for (let p = 0; p < pixels; p++) {
@@ -72,7 +72,7 @@ function exactly (data: Buffer, have: number, target: ImageTarget): Uint8Array {
  * A file (path) or encoded buffer (JPEG, PNG, WebP, GIF, TIFF, AVIF) as exactly
  * `width * height * channels` bytes, row by row, channels interleaved: turned upright by its EXIF
  * orientation, transparent parts laid on black, resized with `fit` (`'contain'` letterboxes on
- * black), then gray (libvips' lightness: pure red becomes mid gray) or sRGB.
+ * black), then grey (libvips' lightness: pure red becomes mid grey) or sRGB.
  *
  * @example
  * ```ts
@@ -93,7 +93,7 @@ export async function decodeImage (source: string | Uint8Array, target: ImageTar
 
 /**
  * Raw pixels of another size or channel count as `target`'s: alpha laid on black, resized with
- * the fit, channels converted (gray widened to RGB, RGB to gray by lightness). The caller checks
+ * the fit, channels converted (grey widened to RGB, RGB to grey by lightness). The caller checks
  * `raw` first (`data.length === width * height * channels`).
  */
 export async function resizeRaw (raw: RawPixels, target: ImageTarget): Promise<Uint8Array> {

@@ -3,9 +3,9 @@ export { version, SiameseTorchError, datasets, defaults, choices, train, createM
 export type {
   VersionInfo, CudaDeviceInfo, LibtorchSource, ErrorCode, SiameseTorchErrorOptions,
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
-  ImageFolderOptions, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
-  Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device,
-  ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions,
-  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings,
-  EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput
+  ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
+  Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions,
+  ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
+  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions,
+  EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage
 } from './index.js'

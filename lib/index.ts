@@ -9,14 +9,14 @@ export type { ErrorCode, SiameseTorchErrorOptions } from './errors.js'
 export { datasets } from './datasets/index.js'
 export type {
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
-  ImageFolderOptions, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue
+  ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue
 } from './datasets/index.js'
 export { defaults, choices } from './contract.js'
-export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device } from './contract.js'
+export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions } from './contract.js'
 export { train, createModel, loadModel, SiameseModel } from './model.js'
-export type { ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions } from './model.js'
+export type { ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
 export type {
-  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings
+  CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions
 } from './options.js'
 export type { EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent } from './progress.js'
-export type { ImageInput } from './inputs.js'
+export type { ImageInput, RawImage } from './inputs.js'

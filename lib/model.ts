@@ -4,7 +4,7 @@ import { resolve } from 'node:path'
 
 import { binding, type NativeModel } from './binding.js'
 import {
-  defaults, downloadSettings, evaluationSettings, imageFolderSettings, modelSettings, read, trainingSettings,
+  defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings,
   type Channels, type Fit, type Loss, type Tower
 } from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
@@ -14,7 +14,7 @@ import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
 import {
   CREATE_MODEL_OPTIONS, MODEL_BUILDING_OPTIONS, MODEL_TRAIN_OPTIONS, TRAIN_OPTIONS, assertModelSized, checkModelOptions, readCheckpoint, resolveData, resolveFit,
-  resolveModelPlan, resolveTrainingSettings, resolveWays, shapeName, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
+  resolveModelPlan, resolveTrainingSettings, resolveWays, shapeName, trainOptionsOf, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
   type ModelTrainOptions, type TrainOptions
 } from './options.js'
 import type { EpochMetrics } from './progress.js'
@@ -213,14 +213,7 @@ export class SiameseModel {
   #target (native: NativeModel, options: ImageOptions | undefined, name: string): { width: number, height: number, channels: Channels, fit: Fit } {
     const o = optionsObject(options, name, ['fit'])
     const { config, metadata } = native.info()
-    let trained: unknown
-    try {
-      trained = (JSON.parse(metadata['train_options'] ?? '{}') as Record<string, unknown>)['fit']
-    } catch {
-      // an unreadable record: the default fit
-    }
-    const fit = read(imageFolderSettings.fit, o['fit'] ?? (typeof trained === 'string' && ['cover', 'contain', 'fill'].includes(trained) ? trained : undefined), 'fit')
-    return { width: config.width, height: config.height, channels: config.channels, fit }
+    return { width: config.width, height: config.height, channels: config.channels, fit: resolveFit(o, trainOptionsOf(metadata)) }
   }
 
   /**

@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 
 import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
-  AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
+  AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
   imageFolderSettings, modelSettings, read, trainingSettings,
   type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Resolved, type Setting, type Tower, type Values
 } from './contract.js'
@@ -194,7 +194,10 @@ export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape):
   }
   const embeddingSize = read(modelSettings.embeddingSize, o['embeddingSize'], 'embeddingSize')
   if (tower === 'reference') checkReferenceSize(data?.width ?? width, data?.height ?? height, channels, embeddingSize)
-  const stats = o['mean'] === undefined && o['std'] === undefined ? data?.stats : undefined
+  // An image folder's own statistics, for whichever of mean and std is not given.
+  const stats = data?.stats
+  const mean = o['mean'] === undefined && stats !== undefined ? modelSettings.mean.check([...stats.mean], 'data.stats.mean') : read(modelSettings.mean, o['mean'], 'mean')
+  const std = o['std'] === undefined && stats !== undefined ? modelSettings.std.check([...stats.std], 'data.stats.std') : read(modelSettings.std, o['std'], 'std')
   return {
     config: {
       tower,
@@ -202,8 +205,8 @@ export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape):
       height: data?.height ?? height,
       channels,
       embeddingSize,
-      mean: perChannel(stats?.mean ?? read(modelSettings.mean, o['mean'], 'mean'), channels, 'mean'),
-      std: perChannel(stats?.std ?? read(modelSettings.std, o['std'], 'std'), channels, 'std'),
+      mean: perChannel(mean, channels, 'mean'),
+      std: perChannel(std, channels, 'std'),
       loss,
       margin,
       // pair-ce decides at P(same) = 0.5; a distance model at half its margin until evaluated.
@@ -428,10 +431,23 @@ export function assertModelSized (data: DataSplit, tower: Tower): void {
   }
 }
 
-/** The fit of a run: given, else what its checkpoint recorded, else the default. */
-export function resolveFit (o: Record<string, unknown>, checkpoint: Checkpoint | undefined): Fit {
-  const recorded = checkpoint?.options['fit']
-  return read(imageFolderSettings.fit, o['fit'] ?? (typeof recorded === 'string' ? recorded : undefined), 'fit')
+/**
+ * The fit of a run: given, else what the model's earlier training recorded (`recorded`: a
+ * checkpoint's or a model's train_options), else the default.
+ */
+export function resolveFit (o: Record<string, unknown>, recorded: Record<string, unknown> | undefined): Fit {
+  const fit = recorded?.['fit']
+  return read(imageFolderSettings.fit, o['fit'] ?? ((choices.fit as readonly unknown[]).includes(fit) ? fit : undefined), 'fit')
+}
+
+/** A model's train_options metadata, or undefined when it has none or it cannot be read. */
+export function trainOptionsOf (metadata: Record<string, string>): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(metadata['train_options'] ?? 'null')
+    return isPlainObject(parsed) ? parsed : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** The data a run trains on: the given data; for a resume without data, the checkpoint's own. */

@@ -6,7 +6,8 @@ import { toNativeData } from './datasets/arrays.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir } from './files.js'
 import {
-  frozenStages, nativeAugment, recordedOptions, resolveFit, resolveTrainingData, resolveTrainingSettings, shapeName, type Checkpoint
+  frozenStages, nativeAugment, recordedOptions, resolveFit, resolveTrainingData, resolveTrainingSettings, shapeName, trainOptionsOf,
+  type Checkpoint
 } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { functionOption, invalidArg, nonEmptyString } from './validate.js'
@@ -35,7 +36,7 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   const outDir = o['outDir'] === undefined ? '' : await prepareOutDir(nonEmptyString(o['outDir'], 'outDir'), 'outDir')
   const freezeStages = frozenStages(settings.freezeTower, config.tower)
   const augment = nativeAugment(settings.augment)
-  const fit = resolveFit(o, checkpoint)
+  const fit = resolveFit(o, checkpoint?.options ?? trainOptionsOf(native.info().metadata))
   const data = await resolveTrainingData(o, checkpoint, { width: config.width, height: config.height, channels: config.channels, fit })
   if (data.train.width !== config.width || data.train.height !== config.height || (data.train.channels ?? 1) !== config.channels) {
     throw invalidArg('data', `${shapeName(config)} images, the model's input`, `${shapeName(data.train)} images`)

@@ -1,5 +1,5 @@
 import { dataDir } from '../cache.js'
-import { classCounts, fromArrays } from './arrays.js'
+import { classCounts, fromArrays, pixelStats } from './arrays.js'
 import { FASHION_MNIST, MNIST, fashionMnist, mnist } from './catalog.js'
 import { embedded } from './embedded.js'
 import { idx } from './idx.js'
@@ -28,6 +28,7 @@ export const datasets = {
   testPairs,
   classBalancedBatches,
   classCounts,
+  pixelStats,
   /** The folder where downloaded data sets are kept (see `dataDir`). */
   dataDir,
   /** Files, mirrors and published MD5s of the downloadable sets. */
@@ -39,5 +40,5 @@ export type { ArraysInput, PixelArray } from './arrays.js'
 export type { Catalogue, DownloadableOptions } from './catalog.js'
 export type { DownloadProgress } from './download.js'
 export type { IdxOptions } from './idx.js'
-export type { ImageFolderOptions } from './image-folder.js'
+export type { ImageFolderOptions, ImageFolderProgress } from './image-folder.js'
 export type { Triplets, Pairs, SamplingOptions, BatchOptions } from './sampling.js'

@@ -17,8 +17,8 @@ loss = cross_entropy(head(a, p), 1) + cross_entropy(head(a, n), 0), Adam (lr 1e-
 1e-4). A step includes gathering the uint8 pixels and normalising them. The first --warmup steps
 (3) run untimed; the steps after them, up to --max-batches steps in all, are timed;
 train_pairs_per_second counts 2 labelled pairs per triplet.
-Evaluation: eval mode, inference_mode, every image the pairs use embedded once in batches of 256, then the head
-on the pairs; eval_pairs_per_second = pairs / (embedding time + head time). With
+Evaluation (once untimed, to warm up, then timed): eval mode, inference_mode, every image the
+pairs use embedded once in batches of 256, then the head on the pairs; eval_pairs_per_second = pairs / (embedding time + head time). With
 --eval-optimized, the same again with the tower traced and torch.jit.optimize_for_inference'd
 (BatchNorm folded, oneDNN layouts), reported apart as eval_optimized_* (compile time apart).
 Memory format: --memory-format auto (the default) trains a throw-away copy of the model a few
@@ -399,6 +399,9 @@ def main():
         'first_loss': losses[0],
         'last_loss': losses[-1],
     }
+    # One untimed evaluation first (oneDNN builds its inference primitives), then the timed one:
+    # both tools are measured warm.
+    evaluate(model, pixels, pairs, labels, channels_last)
     evaluation, embeddings = evaluate(model, pixels, pairs, labels, channels_last)
     result.update(evaluation)
     # Peak RSS of training and eager evaluation (with --memory-format auto it includes the probe's

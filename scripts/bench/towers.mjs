@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+// The tower benchmark (part of npm run bench): siamese-torch's 'conv4' and 'resnet18' towers at
+// 64x64x3 against PyTorch + torchvision (scripts/bench/towers.py) on the same images, batch size,
+// thread count and test pairs, in interleaved runs (ours, PyTorch, ours, PyTorch ...), each run a
+// fresh process. Also the decoding throughput of datasets.imageFolder (sharp, in parallel).
+// Data: coloured shapes drawn with sharp at run time (test/helpers/shapes.mjs); nothing is downloaded.
+// Writes scripts/bench/results/<date>[-N]-towers.json and .md and prints the table.
+// Usage: node scripts/bench/towers.mjs [--reps 2] [--threads 2] [--train 1280] [--decode 2000]
+//        node scripts/bench/towers.mjs --child TOWER DIR THREADS   (one siamese-torch run; prints JSON)
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { createModel, datasets, version } from '../../dist/index.mjs'
+import { writeShapes } from '../../test/helpers/shapes.mjs'
+import { lastJson, median } from './common.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const SIZE = 64
+const EMBEDDING = 128
+const BATCH = 64
+const MEAN = [0.485, 0.456, 0.406]
+const STD = [0.229, 0.224, 0.225]
+
+/** One siamese-torch run: an epoch of the balanced scheme, then the fixed test pairs evaluated. */
+async function child (tower, dir, threads) {
+  const data = await datasets.imageFolder(dir, { width: SIZE, height: SIZE, channels: 3, testFraction: 0.2 })
+  const model = await createModel({ tower, width: SIZE, height: SIZE, channels: 3, embeddingSize: EMBEDDING, mean: MEAN, std: STD, threads })
+  const { history } = await model.train({ data, epochs: 1, batchSize: BATCH, threads, saveEvery: 0 })
+  // Measured warm, as PyTorch's: one evaluation first (the compute thread's start, oneDNN's
+  // inference primitives), then the timed one.
+  await model.evaluate(data.test, { ways: 0 })
+  const started = performance.now()
+  const metrics = await model.evaluate(data.test, { ways: 0 })
+  const evalSeconds = (performance.now() - started) / 1000
+  console.log(JSON.stringify({
+    tool: 'siamese-torch',
+    trainPairsPerSecond: history[0].pairsPerSecond,
+    evalPairsPerSecond: metrics.pairs / evalSeconds,
+    testAccuracy: history[0].testAccuracy,
+    steps: Math.ceil(data.train.count / BATCH)
+  }))
+  model.dispose()
+}
+
+if (process.argv[2] === '--child') {
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]))
+  process.exit(0)
+}
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+const reps = arg('reps', 2)
+const threads = arg('threads', 2)
+const trainCount = arg('train', 1280)
+const decodeCount = arg('decode', 2000)
+const python = process.env.SIAMESE_TORCH_BENCH_PYTHON ?? '/usr/bin/python3'
+const started = Date.now()
+const scratch = mkdtempSync(join(tmpdir(), 'siamese-bench-towers-'))
+
+try {
+  // The data: four classes of coloured shapes, 80% train, 20% test (imageFolder's split).
+  const perClass = Math.ceil(trainCount / 4 / 0.8)
+  const dir = await writeShapes(join(scratch, 'shapes'), { perClass, size: 80, seed: 11 })
+  const data = await datasets.imageFolder(dir, { width: SIZE, height: SIZE, channels: 3 })
+  const { train, test } = data
+  // PyTorch reads the same pixels, triplets (the balanced scheme's first epoch) and test pairs.
+  const file = (name, array) => { const f = join(scratch, name); writeFileSync(f, array); return f }
+  // Two epochs' worth: PyTorch's 3 untimed warm-up steps come on top of the epoch it times.
+  const epochs = [0, 1].map((epoch) => datasets.triplets(train, { scheme: 'balanced', seed: 0, epoch }))
+  const interleaved = new Int32Array(epochs.flatMap((t) => Array.from(t.anchor, (a, i) => [a, t.positive[i], t.negative[i]]).flat()))
+  const triplets = file('triplets.bin', new Uint8Array(interleaved.buffer))
+  // The test pairs: ours are drawn on the test split; PyTorch's index the same images appended after train.
+  const p = datasets.testPairs(test)
+  const pairsArray = new Int32Array(2 * p.left.length)
+  p.left.forEach((l, i) => pairsArray.set([train.count + l, train.count + p.right[i]], 2 * i))
+  const allPixels = file('all-pixels.bin', Buffer.concat([Buffer.from(train.images), Buffer.from(test.images)]))
+  const allLabels = file('all-labels.bin', new Uint8Array(Int32Array.from([...train.labels, ...test.labels]).buffer))
+  const evalPairs = file('pairs.bin', new Uint8Array(pairsArray.buffer))
+  const steps = Math.ceil(train.count / BATCH)
+
+  const tools = {
+    ours: (tower) => lastJson(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', tower, dir, String(threads)], { encoding: 'utf8' })),
+    pytorch: (tower) => {
+      const r = lastJson(execFileSync(python, [join(here, 'towers.py'), '--tower', tower, '--data', allPixels, '--labels', allLabels,
+        '--count', String(train.count + test.count), '--width', String(SIZE), '--height', String(SIZE), '--channels', '3',
+        '--embedding', String(EMBEDDING), '--triplets', triplets, '--batch', String(BATCH), '--threads', String(threads),
+        '--max-batches', String(steps + 3), '--eval-pairs', evalPairs, '--mean', MEAN.join(','), '--std', STD.join(',')], { encoding: 'utf8' }))
+      return { tool: 'pytorch', trainPairsPerSecond: r.train_pairs_per_second, evalPairsPerSecond: r.eval_pairs_per_second, memoryFormat: r.memory_format, torch: r.torch, torchvision: r.torchvision }
+    }
+  }
+
+  const results = []
+  for (const tower of ['conv4', 'resnet18']) {
+    const runs = { ours: [], pytorch: [] }
+    for (let r = 0; r < reps; r++) {
+      for (const tool of Object.keys(runs)) {
+        runs[tool].push(tools[tool](tower))
+        console.error(`${tower}, rep ${r + 1}/${reps}: ${tool} ${runs[tool].at(-1).trainPairsPerSecond.toFixed(1)} training pairs/s, ` +
+          `${runs[tool].at(-1).evalPairsPerSecond.toFixed(0)} evaluation pairs/s`)
+      }
+    }
+    const m = (tool, key) => median(runs[tool].map((x) => x[key]))
+    results.push({
+      tower,
+      runs,
+      medians: {
+        trainPairsPerSecond: { ours: m('ours', 'trainPairsPerSecond'), pytorch: m('pytorch', 'trainPairsPerSecond') },
+        evalPairsPerSecond: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'evalPairsPerSecond') }
+      }
+    })
+  }
+
+  // Decoding: PNG files of 160x160 decoded and resized to 105x105x3 by datasets.imageFolder.
+  const decodeDir = await writeShapes(join(scratch, 'decode'), { perClass: Math.ceil(decodeCount / 4), size: 160, seed: 5 })
+  let t0 = performance.now()
+  const decoded = await datasets.imageFolder(decodeDir, { width: 105, height: 105, channels: 3 })
+  const decodeSeconds = (performance.now() - t0) / 1000
+  const imagesDecoded = decoded.train.count + decoded.test.count
+  t0 = performance.now()
+
+  const result = {
+    date: new Date().toISOString().slice(0, 10),
+    machine: `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} vCPUs, ${threads} threads per tool`,
+    versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: results[0].runs.pytorch[0]?.torch, torchvision: results[0].runs.pytorch[0]?.torchvision },
+    method: `towers at ${SIZE}x${SIZE}x3, embedding ${EMBEDDING}, pair-ce head, Adam, batch ${BATCH} triplets; ${train.count} training images ` +
+      `(${steps} steps: one epoch of ours, the same number of PyTorch steps after 3 untimed warm-up steps), ${p.left.length} test pairs; ` +
+      `interleaved siamese-torch / PyTorch x ${reps}, medians; each run a fresh process; PyTorch in its faster memory format (probed); ` +
+      'evaluation measured warm for both (one untimed evaluation first)',
+    results,
+    decode: { images: imagesDecoded, seconds: decodeSeconds, imagesPerSecond: imagesDecoded / decodeSeconds, what: '160x160 PNG -> 105x105x3' },
+    minutes: (Date.now() - started) / 60000
+  }
+  const rows = [`| tower at ${SIZE}x${SIZE}x3 (${threads} threads, medians of ${reps}) | siamese-torch | PyTorch | siamese-torch / PyTorch |`, '| --- | --- | --- | --- |']
+  for (const r of results) {
+    const md = r.medians
+    const ratio = (k) => `${(md[k].ours / md[k].pytorch).toFixed(2)}x`
+    rows.push(`| **${r.tower}** (PyTorch in ${r.runs.pytorch[0]?.memoryFormat}) | | | |`,
+      `| training throughput (labelled pairs/s) | ${md.trainPairsPerSecond.ours.toFixed(1)} | ${md.trainPairsPerSecond.pytorch.toFixed(1)} | ${ratio('trainPairsPerSecond')} |`,
+      `| evaluation throughput (test pairs/s) | ${md.evalPairsPerSecond.ours.toFixed(0)} | ${md.evalPairsPerSecond.pytorch.toFixed(0)} | ${ratio('evalPairsPerSecond')} |`)
+  }
+  rows.push('', `datasets.imageFolder decoding (${result.decode.what}, sharp, 8 at a time): ${result.decode.imagesPerSecond.toFixed(0)} images/s ` +
+    `(${imagesDecoded} images in ${decodeSeconds.toFixed(1)} s). Whole tower benchmark: ${result.minutes.toFixed(1)} minutes.`)
+  const table = rows.join('\n')
+  const out = join(here, 'results')
+  mkdirSync(out, { recursive: true })
+  let name = `${result.date}-towers`
+  for (let n = 2; existsSync(join(out, `${name}.json`)); n++) name = `${result.date}-${n}-towers`
+  writeFileSync(join(out, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`)
+  writeFileSync(join(out, `${name}.md`), `# Tower benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
+    `Versions: siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}, PyTorch ${result.versions.pytorch}, ` +
+    `torchvision ${result.versions.torchvision}.\n\n${table}\n`)
+  console.log(table)
+} finally {
+  rmSync(scratch, { recursive: true, force: true })
+}
