@@ -83,7 +83,7 @@ torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize)
   for (int64_t start = 0; start < n; start += batchSize) {
     const int64_t end = std::min(n, start + batchSize);
     const auto indices = torch::arange(start, end, torch::TensorOptions().dtype(torch::kLong).device(device_));
-    parts.push_back(net_->embed(gatherNormalized(source, indices, config_.norm)));
+    parts.push_back(net_->embedForInference(gatherNormalized(source, indices, config_.norm)));
   }
   return torch::cat(parts).to(torch::kCPU);
 }

@@ -27,12 +27,33 @@ class ConvBlockImpl : public nn::Module {
 };
 TORCH_MODULE(ConvBlock);
 
+// `conv` followed by `bn` (in evaluation mode) as one convolution: w' = w s, b' = beta - mean s
+// (+ the conv's own bias times s), with s = gamma / sqrt(var + eps) per output channel.
+FoldedConv foldConv(const nn::Conv2dImpl& conv, const nn::BatchNorm2dImpl& bn, int64_t stride, int64_t padding) {
+  const torch::Tensor scale = bn.weight / torch::sqrt(bn.running_var + bn.options.eps());
+  torch::Tensor bias = bn.bias - bn.running_mean * scale;
+  if (conv.bias.defined()) bias = bias + conv.bias * scale;
+  const torch::Tensor weight = (conv.weight * scale.view({-1, 1, 1, 1})).contiguous();
+  FoldedConv f;
+  f.weight = torch::mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), {padding, padding}, {stride, stride}, {1, 1}, 1);
+  f.bias = bias.contiguous();
+  f.stride = stride;
+  f.padding = padding;
+  return f;
+}
+
+// A folded convolution on a oneDNN-layout tensor.
+torch::Tensor runFolded(const torch::Tensor& x, const FoldedConv& f) {
+  return torch::mkldnn_convolution(x, f.weight, f.bias, {f.padding, f.padding}, {f.stride, f.stride}, {1, 1}, 1);
+}
+
 // torchvision's BasicBlock: two 3x3 convolutions without bias, each followed by BatchNorm, and a
 // shortcut that is a strided 1x1 convolution and BatchNorm ("downsample") when the shape changes.
 class BasicBlockImpl : public nn::Module {
  public:
   BasicBlockImpl(int64_t in, int64_t out, int64_t stride)
-      : conv1(
+      : stride_(stride),
+        conv1(
             register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)))),
         bn1(register_module("bn1", nn::BatchNorm2d(out))),
         conv2(register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)))),
@@ -51,7 +72,26 @@ class BasicBlockImpl : public nn::Module {
     return out.add_(identity).relu_();
   }
 
+  // Its convolutions folded, in the order forwardFolded takes them: conv1, conv2, downsample.
+  void fold(std::vector<FoldedConv>& out) const {
+    out.push_back(foldConv(*conv1, *bn1, stride_, 1));
+    out.push_back(foldConv(*conv2, *bn2, 1, 1));
+    if (downsample) {
+      out.push_back(
+          foldConv(*downsample->ptr(0)->as<nn::Conv2d>(), *downsample->ptr(1)->as<nn::BatchNorm2d>(), stride_, 0));
+    }
+  }
+
+  // forward() with the folded convolutions from `next` (advanced past those used), on oneDNN tensors.
+  torch::Tensor forwardFolded(const torch::Tensor& x, const FoldedConv*& next) const {
+    auto out = runFolded(x, *next++).relu_();
+    out = runFolded(out, *next++);
+    const torch::Tensor identity = downsample ? runFolded(x, *next++) : x;
+    return out.add_(identity).relu_();
+  }
+
  private:
+  int64_t stride_;
   nn::Conv2d conv1;
   nn::BatchNorm2d bn1;
   nn::Conv2d conv2;
@@ -68,6 +108,15 @@ class ResLayerImpl : public nn::Module {
         second(register_module("1", BasicBlock(out, out, 1))) {}
 
   torch::Tensor forward(const torch::Tensor& x) { return second->forward(first->forward(x)); }
+
+  void fold(std::vector<FoldedConv>& out) const {
+    first->fold(out);
+    second->fold(out);
+  }
+
+  torch::Tensor forwardFolded(const torch::Tensor& x, const FoldedConv*& next) const {
+    return second->forwardFolded(first->forwardFolded(x, next), next);
+  }
 
  private:
   BasicBlock first;
@@ -279,6 +328,36 @@ torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
     case Tower::ResNet18: return embedResNet18(images);
   }
   throw InvalidArgumentError("unknown tower");
+}
+
+torch::Tensor SiameseNetImpl::embedForInference(const torch::Tensor& images) {
+  if (shape_.tower != Tower::ResNet18 || is_training() || !usesOneDnn()) return embed(images);
+  return embedResNet18Folded(images);
+}
+
+int64_t SiameseNetImpl::stateVersion() const {
+  int64_t version = 0;
+  for (const auto& p : parameters()) version += static_cast<int64_t>(p._version());
+  for (const auto& b : buffers()) version += static_cast<int64_t>(b._version());
+  return version;
+}
+
+torch::Tensor SiameseNetImpl::embedResNet18Folded(const torch::Tensor& images) {
+  // Weights and statistics change in place (optimiser steps, training passes, copies from a
+  // file), each bumping its tensor's version: the folded convolutions are made again then.
+  const int64_t version = stateVersion();
+  if (version != foldedVersion_) {
+    std::vector<FoldedConv> folded;
+    folded.push_back(foldConv(*conv1, *bn1, 2, 3));
+    for (const auto& layer : layers) layer.get<ResLayerImpl>().fold(folded);
+    folded_ = std::move(folded);
+    foldedVersion_ = version;
+  }
+  const FoldedConv* next = folded_.data();
+  auto x = runFolded(images.contiguous().to_mkldnn(), *next++).relu_();
+  x = torch::max_pool2d(x, 3, 2, 1);
+  for (const auto& layer : layers) x = layer.get<ResLayerImpl>().forwardFolded(x, next);
+  return fc->forward(torch::adaptive_avg_pool2d(x, {1, 1}).to_dense().flatten(1));
 }
 
 torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {

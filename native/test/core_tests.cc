@@ -210,6 +210,34 @@ void testStateShapesMatchTheNetwork() {
       "2 channels are refused");
 }
 
+// resnet18's inference with BatchNorm folded into its convolutions gives embed()'s values, and is
+// made again when a weight or a running statistic changes.
+void testFoldedInference() {
+  torch::manual_seed(11);
+  SiameseNet net(NetworkShape{Tower::ResNet18, 48, 40, 3, 24});
+  net->train();
+  net->embed(torch::randn({6, 3, 40, 48}));  // running statistics away from (0, 1)
+  net->eval();
+  const auto images = torch::randn({5, 3, 40, 48});
+  torch::InferenceMode inference;
+  const auto plain = net->embed(images);
+  const auto folded = net->embedForInference(images);
+  check(folded.sizes() == plain.sizes(), "folded inference: the same shape");
+  check(torch::allclose(folded, plain, 1e-4, 1e-4), "folded inference: embed()'s values (largest difference " +
+                                                        std::to_string((folded - plain).abs().max().item<double>()) +
+                                                        ")");
+  check(torch::allclose(net->embedForInference(images.narrow(0, 1, 1)), plain.narrow(0, 1, 1), 1e-4, 1e-4),
+        "folded inference: one image");
+  {
+    // A change in place (as an optimiser step or a file's copy makes): folded again.
+    auto& mean = net->named_buffers()["layer2.0.bn1.running_mean"];
+    mean.add_(0.5);
+  }
+  const auto changed = net->embed(images);
+  check(!torch::allclose(changed, plain, 1e-4, 1e-4), "a changed running mean changes the embeddings");
+  check(torch::allclose(net->embedForInference(images), changed, 1e-4, 1e-4), "folded inference follows the change");
+}
+
 void testBatchNormModesAndFreezing() {
   torch::manual_seed(3);
   SiameseNet net(NetworkShape{Tower::Conv4, 16, 16, 3, 8});
@@ -533,6 +561,7 @@ int main() {
   testRoc();
   testStateShapesMatchTheNetwork();
   testBatchNormModesAndFreezing();
+  testFoldedInference();
   testTowerFilesAndInit();
   testContract();
   testDataFingerprint();
