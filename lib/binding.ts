@@ -57,8 +57,23 @@ export interface NativeModelConfig {
 }
 
 /** A labelled set as the addon reads it. */
+/** A labelled set's pixels held natively (native/addon/pixels.h). */
+export interface NativePixels {
+  /** Copies one image in, at `index`; refused once frozen. */
+  set(index: number, image: Uint8Array): void
+  /** A copy of images [start, start + count). */
+  read(start: number, count: number): Uint8Array
+  /** No more writes: from now on the addon may read it from other threads. */
+  freeze(): void
+  /** Per-channel mean and std of pixel / 255, as datasets.pixelStats computes them. */
+  stats(): { mean: number[], std: number[] }
+}
+
 export interface NativeImageData {
-  images: Uint8Array
+  /** The pixels in JavaScript, or (with `pixels`) undefined. */
+  images: Uint8Array | undefined
+  /** The pixels held natively, shared rather than copied. */
+  pixels: NativePixels | undefined
   labels: Int32Array
   count: number
   width: number
@@ -186,6 +201,7 @@ export interface Binding {
     seed: number, epoch: number): Int32Array
   createModel(config: NativeModelConfig, device: string, seed: number, threads: number,
     init?: { path: string, prefix: string }): Promise<NativeModel>
+  NativePixels: new (count: number, height: number, width: number, channels: number) => NativePixels
   /** Augmented copies of uint8 images [count, height, width, channels], as the trainer draws them (seeded). */
   augmentImages(images: Uint8Array, count: number, width: number, height: number, channels: number,
     augment: NativeAugment, seed: number): Uint8Array

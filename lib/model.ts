@@ -9,6 +9,7 @@ import {
 } from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import { DIGITS } from './datasets/embedded.js'
+import { imageBytes } from './datasets/native-pixels.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
@@ -346,7 +347,7 @@ export class SiameseModel {
         if (set.width !== width || set.height !== height || (set.channels ?? 1) !== channels) {
           throw invalidArg('support', `${shapeName(target)} images, the model's input`, `${shapeName(set)} images`)
         }
-        supportPixels = set.images
+        supportPixels = imageBytes(set, 0, set.count)
         supportLabels = set.labels
         classes = [...set.classes]
       } else if (isPlainObject(support) && Array.isArray(support['images']) && Array.isArray(support['labels'])) {

@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises'
 import type SharpType from 'sharp'
 
 import { binding, type NativeAugment } from './binding.js'
+import { imageBytes } from './datasets/native-pixels.js'
 import type { LabelledImages } from './datasets/types.js'
 import { testPairs } from './datasets/sampling.js'
 import type { SiameseModel } from './model.js'
@@ -113,8 +114,7 @@ async function pca2d (points: readonly Float32Array[]): Promise<Array<[number, n
 /** Test embeddings projected to 2-D by PCA, one colour per class. */
 export async function embeddingMapSvg (model: SiameseModel, set: LabelledImages, title: string, limit = 2000): Promise<string> {
   const count = Math.min(set.count, limit)
-  const size = set.width * set.height * (set.channels ?? 1)
-  const images = Array.from({ length: count }, (_, i) => set.images.slice(i * size, (i + 1) * size))
+  const images = Array.from({ length: count }, (_, i) => imageBytes(set, i))
   const embeddings = await model.embed(images)
   const xy = await pca2d(embeddings)
   const values = xy.map(([x, y], i) => ({ x, y, cls: set.classes[set.labels[i]] }))
@@ -167,8 +167,7 @@ function escapeXml (text: string): string {
 export async function pairsSheetSvg (model: SiameseModel, set: LabelledImages, title: string, count = 32): Promise<string> {
   const pairs = testPairs(set)
   const n = Math.min(count, pairs.left.length)
-  const size = set.width * set.height * (set.channels ?? 1)
-  const pick = (i: number): Uint8Array => set.images.slice(i * size, (i + 1) * size)
+  const pick = (i: number): Uint8Array => imageBytes(set, i)
   const left = Array.from({ length: n }, (_, k) => pick(pairs.left[k]))
   const right = Array.from({ length: n }, (_, k) => pick(pairs.right[k]))
   const p = await model.predict(left, right)
@@ -214,7 +213,7 @@ export async function augmentSheetSvg (set: LabelledImages, augment: NativeAugme
   for (let i = 0; i < set.count && firstOfClass.length < 8; i++) {
     if (!firstOfClass.some((j) => set.labels[j] === set.labels[i])) firstOfClass.push(i)
   }
-  const originals = firstOfClass.map((i) => set.images.slice(i * size, (i + 1) * size))
+  const originals = firstOfClass.map((i) => imageBytes(set, i))
   // Each original repeated `variants` times, augmented in one call.
   const repeated = new Uint8Array(originals.length * variants * size)
   originals.forEach((pixels, r) => { for (let v = 0; v < variants; v++) repeated.set(pixels, (r * variants + v) * size) })

@@ -439,3 +439,36 @@ t.test('imageFolder: memory refused up front, bad options and files named', asyn
   writeFileSync(join(empty, 'a', '1.webp'), await draw(4, 4, rect(0, 0, 4, 4, RED), 'webp'))
   await t.rejects(datasets.imageFolder(empty), { code: 'ERR_BAD_FILE', message: `${join(empty, 'b')} holds no images (PNG, JPEG, WebP, GIF, TIFF, AVIF)` })
 })
+
+t.test('imageFolder holds its pixels natively: not in JavaScript, and not copied when a run starts', async (t) => {
+  const { default: v8 } = await import('node:v8')
+  const { runInNewContext } = await import('node:vm')
+  const { writeShapes } = await import('./helpers/shapes.mjs')
+  const { createModel } = await import('siamese-torch')
+  v8.setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc')
+  const dir = await writeShapes(join(scratch, 'native-shapes'), { perClass: 40, size: 64, seed: 2 })
+  gc()
+  const before = process.memoryUsage().arrayBuffers
+  const split = await datasets.imageFolder(dir, { width: 64, height: 64, channels: 3 })
+  gc()
+  const pixelBytes = (split.train.count + split.test.count) * 64 * 64 * 3
+  const grown = () => process.memoryUsage().arrayBuffers - before
+  t.ok(grown() < pixelBytes / 4, `JavaScript holds ${grown()} bytes of the ${pixelBytes} pixel bytes`)
+  t.equal(pixelStats(split.train).mean.length, 3, 'statistics computed where the pixels are')
+  t.ok(toNativeData(split.train).pixels !== undefined && toNativeData(split.train).images === undefined, 'the addon gets the store, not bytes')
+  const model = await createModel({ tower: 'conv4', width: 64, height: 64, channels: 3, embeddingSize: 8 })
+  t.teardown(() => model.dispose())
+  await model.train({ data: split, epochs: 1, threads: 1, saveEvery: 0 })
+  await model.evaluate(split)
+  gc()
+  t.ok(grown() < pixelBytes / 4, `training and evaluation copy nothing into JavaScript (${grown()} bytes)`)
+  // Reading images copies them out, once: the same bytes the decoder gives.
+  const file = join(dir, 'blue-triangle', '000.png') // the first class's first image, the first of train
+  const expected = await decodeImage(file, { width: 64, height: 64, channels: 3, fit: 'fill' })
+  t.same([...split.train.images.subarray(0, expected.length)], [...expected], 'images reads the first image as decoded')
+  t.equal(split.train.images, split.train.images, 'the copy is kept')
+  const cloned = structuredClone(split.test)
+  t.ok(cloned.images instanceof Uint8Array && cloned.images.length === split.test.count * 64 * 64 * 3, 'a structured clone carries the pixels')
+  assertLabelledImages(cloned, 'cloned')
+})

@@ -1,4 +1,5 @@
 import type { NativeImageData } from '../binding.js'
+import { storeOf } from './native-pixels.js'
 import { MAX_SIDE } from '../contract.js'
 import { integerIn, invalidArg, isPlainObject, isStringArray, optionsObject } from '../validate.js'
 import type { LabelledImages } from './types.js'
@@ -145,12 +146,15 @@ export function fromArrays (input: ArraysInput): LabelledImages {
  */
 export function assertLabelledImages (value: unknown, name: string): LabelledImages {
   if (!isPlainObject(value)) throw invalidArg(name, 'a labelled image set (see datasets.fromArrays)', value)
-  const { images, labels, count, width, height, channels, classes } = value
+  const { labels, count, width, height, channels, classes } = value
   const w = integerIn(width, `${name}.width`, 1, MAX_SIDE)
   const h = integerIn(height, `${name}.height`, 1, MAX_SIDE)
   const c = channelCount(channels, `${name}.channels`, 1)
   const n = integerIn(count, `${name}.count`, 1)
-  if (!(images instanceof Uint8Array) || images.length !== n * w * h * c) {
+  // Pixels held natively (an image folder's) were checked when they were made: their images are
+  // not read here, which would copy them into JavaScript.
+  const images = storeOf(value) === undefined ? value['images'] : undefined
+  if (images !== undefined ? !(images instanceof Uint8Array) || images.length !== n * w * h * c : storeOf(value) === undefined) {
     throw invalidArg(`${name}.images`, `a Uint8Array of ${n * w * h * c} ${unit(c)} (${n} images of ${shape(w, h, c)}; ` +
       'use datasets.fromArrays for other forms)', images)
   }
@@ -179,8 +183,9 @@ export function classCounts (set: LabelledImages): number[] {
 
 /** A set as the addon reads it; `numClasses` defaults to the set's own class count. */
 export function toNativeData (set: LabelledImages, numClasses: number = set.classes.length): NativeImageData {
-  const { images, labels, count, width, height } = set
-  return { images, labels, count, width, height, channels: set.channels ?? 1, numClasses }
+  const { labels, count, width, height } = set
+  const pixels = storeOf(set)
+  return { images: pixels === undefined ? set.images : undefined, pixels, labels, count, width, height, channels: set.channels ?? 1, numClasses }
 }
 
 /**
@@ -196,6 +201,8 @@ export function toNativeData (set: LabelledImages, numClasses: number = set.clas
  */
 export function pixelStats (set: LabelledImages): { mean: number[], std: number[] } {
   assertLabelledImages(set, 'set')
+  const store = storeOf(set)
+  if (store !== undefined) return store.stats()
   const channels = set.channels ?? 1
   const { images } = set
   // Sums of bytes and of their squares: whole numbers, exact in a double up to 2^53 (some 10^11

@@ -8,6 +8,7 @@ import { decodeImage, isColourImage, type ImageTarget } from '../images.js'
 import { imageFolderSettings, read, type Values } from '../contract.js'
 import { functionOption, nonEmptyString, optionsObject } from '../validate.js'
 import { pixelStats } from './arrays.js'
+import { createStore, nativeSet } from './native-pixels.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
 /** How far `datasets.imageFolder` has got: `done` of `total` images decoded (train and test together). */
@@ -115,31 +116,22 @@ function progressReporter (total: number, onProgress: ((event: ImageFolderProgre
 }
 
 /**
- * The images of each list decoded into one preallocated set each (no per-image arrays kept),
- * `DECODE_CONCURRENCY` images at a time over all the lists together.
+ * The images of each list decoded into one native store each (pixels held natively: see
+ * native-pixels.ts; no per-image arrays kept), `DECODE_CONCURRENCY` images at a time over all the
+ * lists together.
  */
 async function decodeAll (lists: Listed[][], classes: string[], target: ImageTarget, advance: () => void): Promise<LabelledImages[]> {
   const { width, height, channels, fit } = target
-  const size = width * height * channels
-  const sets = lists.map((listed) => ({
-    images: new Uint8Array(listed.length * size),
-    labels: new Int32Array(listed.length),
-    count: listed.length,
-    width,
-    height,
-    channels,
-    fit,
-    classes
-  }))
+  const parts = lists.map((listed) => ({ store: createStore(listed.length, width, height, channels), labels: new Int32Array(listed.length) }))
   const jobs = lists.flatMap((listed, s) => listed.map((item, i) => ({ ...item, s, i })))
   let next = 0
   const workers = Array.from({ length: Math.min(DECODE_CONCURRENCY, jobs.length) }, async () => {
     try {
       while (next < jobs.length) {
         const { file, label, s, i } = jobs[next++]
-        const set = sets[s]
-        set.images.set(await decodeImage(file, target), i * size)
-        set.labels[i] = label
+        const part = parts[s]
+        part.store.set(i, await decodeImage(file, target))
+        part.labels[i] = label
         advance()
       }
     } catch (err) {
@@ -148,7 +140,10 @@ async function decodeAll (lists: Listed[][], classes: string[], target: ImageTar
     }
   })
   await Promise.all(workers)
-  return sets
+  return parts.map(({ store, labels }) => {
+    store.freeze()
+    return nativeSet(store, { labels, count: labels.length, width, height, channels, fit, classes })
+  })
 }
 
 async function classFolder (dir: string, classes: string[]): Promise<Listed[]> {

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "instance.h"
 #include "model.h"
+#include "pixels.h"
 
 // Electron 21+ runs V8 with its memory cage, where an ArrayBuffer may not point outside V8's
 // memory. With this defined, node-addon-api leaves out every external-buffer API, so such a
@@ -88,6 +89,7 @@ static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuMemory", Napi::Function::New(env, CpuMemory, "cpuMemory"));
   registerData(env, exports);
   registerModel(env, exports);
+  registerPixels(env, exports);
   return exports;
 }
 

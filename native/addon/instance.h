@@ -17,6 +17,7 @@ void stopTrainingJobs(Instance& instance);
 struct Instance {
   Napi::FunctionReference errorClass;   // SiameseTorchError, registered once by lib/ at load
   Napi::FunctionReference modelClass;   // the addon's model class
+  Napi::FunctionReference pixelsClass;  // NativePixels (pixels.h)
   std::set<TrainingJob*> trainingJobs;  // runs in progress, for teardown
 
   ~Instance() { stopTrainingJobs(*this); }

@@ -20,6 +20,7 @@
 #include "data.h"
 #include "errors.h"
 #include "instance.h"
+#include "pixels.h"
 #include "worker.h"
 
 namespace siamese::addon {
@@ -48,6 +49,7 @@ struct PendingPixels {
   int64_t height = 0;
   int64_t width = 0;
   int64_t channels = 1;
+  torch::Tensor native;  // pixels held natively (a NativePixels store): used as they are, not copied
 };
 
 // One training run: its own thread (it may last hours; it must not hold a libuv pool thread),
@@ -138,8 +140,28 @@ int64_t channelsOf(const Napi::Object& o) {
   return o.Has("channels") && o.Get("channels").IsNumber() ? static_cast<int64_t>(num(o, "channels")) : 1;
 }
 
+// A set's pixels held natively (`pixels`, a frozen NativePixels store of the set's shape), shared,
+// not copied; an undefined tensor when the set's pixels are a JavaScript array.
+torch::Tensor nativePixels(const Napi::Object& o) {
+  if (!o.Has("pixels") || o.Get("pixels").IsUndefined()) return {};
+  const PixelsWrap* store = PixelsWrap::from(o.Env(), o.Get("pixels"));
+  if (store == nullptr || !store->frozen()) {
+    throw Napi::TypeError::New(o.Env(), "siamese-torch addon: expected a frozen NativePixels store as pixels");
+  }
+  const auto sizes = store->tensor().sizes();
+  if (sizes[0] != static_cast<int64_t>(num(o, "count")) || sizes[1] != static_cast<int64_t>(num(o, "height")) ||
+      sizes[2] != static_cast<int64_t>(num(o, "width")) || sizes[3] != channelsOf(o)) {
+    throw Napi::TypeError::New(o.Env(), "siamese-torch addon: a NativePixels store does not match its set's shape");
+  }
+  return store->tensor();
+}
+
 core::ImageData readImageData(const Napi::Object& o) {
   core::ImageData d = readLabels(o);
+  if (torch::Tensor native = nativePixels(o); native.defined()) {
+    d.images = native;
+    return d;
+  }
   d.images = copyImages(o.Get("images"), static_cast<int64_t>(num(o, "count")), static_cast<int64_t>(num(o, "height")),
                         static_cast<int64_t>(num(o, "width")), channelsOf(o));
   return d;
@@ -151,6 +173,8 @@ PendingPixels pendingPixels(const Napi::Object& o) {
   p.height = static_cast<int64_t>(num(o, "height"));
   p.width = static_cast<int64_t>(num(o, "width"));
   p.channels = channelsOf(o);
+  p.native = nativePixels(o);
+  if (p.native.defined()) return p;
   auto array = o.Get("images").As<Napi::Uint8Array>();
   if (static_cast<int64_t>(array.ByteLength()) != p.count * p.height * p.width * p.channels) {
     throw core::InvalidArgumentError("an image buffer does not match its shape (detached or resized?)");
@@ -161,6 +185,7 @@ PendingPixels pendingPixels(const Napi::Object& o) {
 
 // On the training thread: the tensor for pending pixels, its pages touched.
 torch::Tensor touchedTensor(const PendingPixels& p) {
+  if (p.native.defined()) return p.native;
   torch::Tensor t = torch::empty({p.count, p.height, p.width, p.channels}, torch::kUInt8);
   std::memset(t.data_ptr(), 0, static_cast<size_t>(t.numel()));
   return t;
@@ -169,6 +194,7 @@ torch::Tensor touchedTensor(const PendingPixels& p) {
 // On the main thread: the JavaScript pixels into their tensor. The array may have been detached
 // (transferred) or replaced since train() was called: then nothing is read and the run fails.
 void copyPending(PendingPixels& p, torch::Tensor& into, const char* which) {
+  if (p.native.defined()) return;  // held natively: nothing to copy
   Napi::Uint8Array array = p.source.Value();
   const auto bytes = static_cast<size_t>(into.numel());
   if (array.IsEmpty() || array.ByteLength() != bytes || array.Data() == nullptr) {
