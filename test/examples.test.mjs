@@ -40,6 +40,20 @@ t.test('the quick start in the README runs as written', async (t) => {
   t.ok(existsSync(join(dir, 'digits.safetensors')), 'the model is saved')
 })
 
+t.test('the colour image-folder session in the README runs as written', async (t) => {
+  t.ok(readme.includes(shown('colour.mjs')), 'README.md shows examples/colour.mjs as it is')
+  const dir = project(t, 'sharp')
+  writeFileSync(join(dir, 'colour.mjs'), example('colour.mjs'))
+  const r = node(['colour.mjs'], { cwd: dir })
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /^conv4, 48x48x3, mean \d\.\d{3}, \d\.\d{3}, \d\.\d{3}$/m, 'a colour model normalised by the folder\'s own statistics')
+  const [, accuracy] = /test accuracy after 6 epochs: (\d+\.\d)%/.exec(r.stdout) ?? []
+  t.ok(Number(accuracy) > 80, `the shapes are told apart (${accuracy}%)`)
+  const [, same, other] = /P\(same\) for two circles: (\d\.\d+), for a circle and a square: (\d\.\d+)/.exec(r.stdout) ?? []
+  t.ok(Number(same) > 0.5 && Number(other) < 0.5, `two circles ${same}, a circle and a square ${other}`)
+  for (const file of ['shapes-out/model.safetensors', 'shapes/triangle/39.jpg']) t.ok(existsSync(join(dir, file)), `${file} written`)
+})
+
 t.test('TypeScript with ts-node, CommonJS and ES module, with the README\'s tsconfig and commands', async (t) => {
   const tsconfig = readFileSync(join(root, 'examples', 'typescript', 'tsconfig.json'), 'utf8').trim()
   t.ok(readme.includes(tsconfig), 'README.md shows the tsconfig.json')
