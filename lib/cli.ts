@@ -16,7 +16,7 @@ import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
 import { loadModel, train, type SiameseModel } from './model.js'
-import { nativeAugment, readCheckpoint, resolveData, type TrainOptions } from './options.js'
+import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
 import { invalidArg } from './validate.js'
@@ -294,7 +294,7 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     try {
       await report.flush()
       const trainedOn = recordedSource(model)
-      const pictured = data ?? (trainedOn === undefined ? undefined : await resolveData(trainedOn, false, model.config))
+      const pictured = data ?? (trainedOn === undefined ? undefined : await resolveData(trainedOn, false, { ...model.config, fit: resolveFit({}, trainOptionsOf(model.metadata)) }))
       if (pictured !== undefined) await report.drawModel(model, pictured)
     } finally {
       model.dispose()
@@ -396,8 +396,8 @@ function defineEvalCommand (program: Command): void {
     .addHelpText('after', '\nExample:\n  siamese-torch eval siamese-out/model.safetensors --ways 5')
     .action(async (path: string, flags: { data?: string, ways?: number, episodes?: number, json?: boolean }) => {
       const m = await withModel(path, async (model) => {
-        const data = flags.data === undefined ? undefined : await resolveData(flags.data, false, model.config)
-        return model.evaluate(data, { ...(flags.episodes === undefined ? {} : { episodes: flags.episodes }), ...(flags.ways === undefined ? {} : { ways: flags.ways }) })
+        // A name or folder: evaluate() reads it at the model's size and channels, with its fit.
+        return model.evaluate(flags.data, { ...(flags.episodes === undefined ? {} : { episodes: flags.episodes }), ...(flags.ways === undefined ? {} : { ways: flags.ways }) })
       })
       if (flags.json) {
         out(JSON.stringify(m))
@@ -438,7 +438,9 @@ function defineClassifyCommand (program: Command): void {
     .addHelpText('after', '\nExample:\n  siamese-torch classify model.safetensors q1.png q2.png --support examples/')
     .action(async (path: string, queries: string[], flags: { support: string, json?: boolean }) => {
       const results = await withModel(path, async (model) => {
-        const support = await classFolderSet(flags.support, { width: model.config.width, height: model.config.height, channels: model.config.channels ?? 1, fit: 'fill' })
+        // The support images read as the model's own training images were (its fit).
+        const fit = resolveFit({}, trainOptionsOf(model.metadata))
+        const support = await classFolderSet(flags.support, { width: model.config.width, height: model.config.height, channels: model.config.channels, fit })
         return model.classify(queries, support)
       })
       results.forEach((r, i) => {

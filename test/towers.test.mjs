@@ -247,6 +247,13 @@ t.test('the command line trains a colour folder and draws augmented examples', a
     ['conv4', '32', '3', '[0.5,0.5,0.5]', '[0.25,0.25,0.25]'])
   const options = JSON.parse(metadata.train_options)
   t.same([options.fit, options.freezeTower, options.augment.flip], ['cover', 1, true], 'the run records fit, freezing and augmentation')
+  // eval and classify read colour folders as the model was trained: its size, channels and fit.
+  const evaluated = node(['dist/cli.js', 'eval', join(out, 'model.safetensors'), '--data', shapes, '--ways', '0', '--json'])
+  t.equal(evaluated.status, 0, evaluated.stderr)
+  t.ok(JSON.parse(evaluated.stdout).pairs > 0, 'eval --data <colour folder>')
+  const classified = node(['dist/cli.js', 'classify', join(out, 'model.safetensors'), join(shapes, 'red-circle', '004.jpg'), '--support', shapes, '--json'])
+  t.equal(classified.status, 0, classified.stderr)
+  t.same(Object.keys(JSON.parse(classified.stdout).scores), SHAPE_CLASSES.slice().sort(), 'classify --support <colour folder>')
   const bad = node(['dist/cli.js', 'train', '--data', shapes, '--size', '32by32', '--out', out])
   t.not(bad.status, 0)
   t.match(bad.stderr, /--size: expected WIDTHxHEIGHT/)
