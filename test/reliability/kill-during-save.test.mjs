@@ -60,8 +60,9 @@ for (let i = 0; i < KILLS; i++) {
       }
     })
     clearTimeout(timer)
-    if (killed) {
-      t.equal(result.signal, 'SIGKILL', `killed (${ending(result)})`)
+    // A kill sent as the run was ending may come too late: the child has exited, with code 0.
+    if (killed && result.signal === 'SIGKILL') {
+      t.pass(`killed (${ending(result)})`)
     } else {
       t.equal(result.code, 0, `it finished before the kill (${ending(result)})`)
     }
