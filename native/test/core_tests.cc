@@ -19,6 +19,7 @@
 #include "../core/evaluate.h"
 #include "../core/inference.h"
 #include "../core/json.h"
+#include "../core/metrics.h"
 #include "../core/model.h"
 #include "../core/model_file.h"
 #include "../core/network.h"
@@ -498,6 +499,103 @@ void testTowerFilesAndInit() {
   rmdir(dir);
 }
 
+void testVerificationMetrics() {
+  // Two same pairs (0.9, 0.7), two different (0.8, 0.6).
+  const VerificationMetrics m = verificationMetrics({0.9, 0.8, 0.7, 0.6}, {1, 0, 1, 0});
+  check(m.positives == 2 && m.negatives == 2 && m.roc.size() == 5, "one ROC point a distinct score, and the origin");
+  check(m.roc.front().falseAcceptRate == 0 && m.roc.front().trueAcceptRate == 0 && m.roc.front().threshold > 0.9,
+        "the curve starts with nothing accepted");
+  check(m.roc[2].threshold == 0.8 && m.roc[2].falseAcceptRate == 0.5 && m.roc[2].trueAcceptRate == 0.5,
+        "at 0.8: one of each accepted");
+  check(m.roc.back().falseAcceptRate == 1 && m.roc.back().trueAcceptRate == 1, "and ends with everything accepted");
+  check(std::abs(m.auc - 0.75) < 1e-12, "AUC: 3 of the 4 (same, different) orderings right");
+  check(std::abs(m.eer - 0.5) < 1e-12 && std::abs(m.eerThreshold - 0.8) < 1e-12, "EER 0.5, where FAR = FRR");
+  check(!m.tarAtFar[0] && !m.tarAtFar[1] && !m.tarAtFar[2], "two different pairs: no TAR at FAR 0.1 or below");
+
+  // 20 same pairs scored 1..20 and 1000 different pairs 0..0.999: separable.
+  std::vector<double> scores;
+  std::vector<uint8_t> same;
+  for (int i = 1; i <= 20; ++i) {
+    scores.push_back(i);
+    same.push_back(1);
+  }
+  for (int i = 0; i < 1000; ++i) {
+    scores.push_back(i / 1000.0);
+    same.push_back(0);
+  }
+  const VerificationMetrics separable = verificationMetrics(scores, same);
+  check(separable.auc == 1 && separable.eer == 0, "separable: AUC 1, EER 0");
+  check(separable.tarAtFar[0] == 1.0 && separable.tarAtFar[1] == 1.0 && separable.tarAtFar[2] == 1.0,
+        "separable: TAR 1 at every FAR (1000 different pairs tell 1e-3)");
+  // Two different pairs above every same pair (FAR 2/1002 there): FAR 1e-3 keeps no same pair,
+  // 1e-2 all of them.
+  for (const double above : {30.0, 31.0}) {
+    scores.push_back(above);
+    same.push_back(0);
+  }
+  const VerificationMetrics one = verificationMetrics(scores, same);
+  check(one.tarAtFar[2] == 0.0 && one.tarAtFar[1] == 1.0, "TAR at FAR: the best TAR within the rate");
+  check(!verificationMetrics({0.5, 0.5, 0.5}, {1, 0, 1}).tarAtFar[0] &&
+            verificationMetrics({0.5, 0.5, 0.5}, {1, 0, 1}).auc == 0.5,
+        "ties count half");
+  checkThrows<InvalidArgumentError>([] { verificationMetrics({0.1, 0.2}, {1, 1}); }, "no different pair: refused");
+}
+
+// The retrieval metrics against a plain all-pairs computation, for several block sizes.
+void testRetrievalMetrics() {
+  torch::manual_seed(5);
+  const int64_t n = 37;
+  const auto embeddings = torch::randn({n, 4});
+  std::vector<int32_t> labels;
+  for (int64_t i = 0; i < n; ++i) labels.push_back(static_cast<int32_t>(i % 5 == 4 ? 9 + i : i % 3));  // some alone
+  // Reference: sort every other embedding by distance.
+  const auto d = torch::cdist(embeddings, embeddings);
+  double p1 = 0;
+  double rp = 0;
+  double map = 0;
+  int64_t queries = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    int64_t r = 0;
+    for (int64_t j = 0; j < n; ++j) r += j != q && labels[j] == labels[q];
+    if (r == 0) continue;
+    std::vector<int64_t> others;
+    for (int64_t j = 0; j < n; ++j) {
+      if (j != q) others.push_back(j);
+    }
+    std::sort(others.begin(), others.end(),
+              [&](int64_t a, int64_t b) { return d[q][a].item<float>() < d[q][b].item<float>(); });
+    int64_t hits = 0;
+    double sum = 0;
+    for (int64_t k = 0; k < r; ++k) {
+      if (labels[others[k]] != labels[q]) continue;
+      ++hits;
+      sum += static_cast<double>(hits) / static_cast<double>(k + 1);
+    }
+    p1 += labels[others[0]] == labels[q];
+    rp += static_cast<double>(hits) / static_cast<double>(r);
+    map += sum / static_cast<double>(r);
+    ++queries;
+  }
+  for (const int64_t block : {int64_t{1}, int64_t{4}, int64_t{256}}) {
+    const RetrievalMetrics m = retrievalMetrics(embeddings, labels, block);
+    check(m.queries == queries && std::abs(m.precisionAt1 - p1 / queries) < 1e-12 &&
+              std::abs(m.rPrecision - rp / queries) < 1e-12 && std::abs(m.mapAtR - map / queries) < 1e-12,
+          "retrieval metrics match all pairs, in blocks of " + std::to_string(block));
+  }
+  // Classes in tight, far-apart clusters: everything right.
+  const auto clustered = torch::tensor({0.0f, 0.1f, 0.2f, 10.0f, 10.1f, 20.0f}).view({6, 1});
+  const RetrievalMetrics perfect = retrievalMetrics(clustered, {0, 0, 0, 1, 1, 2});
+  check(perfect.queries == 5 && perfect.precisionAt1 == 1 && perfect.rPrecision == 1 && perfect.mapAtR == 1,
+        "separated classes: P@1, R-precision and MAP@R all 1; a class of one is no query");
+  // On a line: A at 0, 1 and 3.5, B at 2.2 (alone: no query). The queries' two nearest: 0 -> (A,
+  // B), 1 -> (A, B), 3.5 -> (B, A): P@1 2/3, R-precision 1/2, MAP@R (1/2 + 1/2 + 1/4) / 3.
+  const auto line = torch::tensor({0.0f, 1.0f, 2.2f, 3.5f}).view({4, 1});
+  const RetrievalMetrics worked = retrievalMetrics(line, {0, 0, 1, 0});
+  check(worked.queries == 3 && std::abs(worked.precisionAt1 - 2.0 / 3) < 1e-12 &&
+            std::abs(worked.rPrecision - 0.5) < 1e-12 && std::abs(worked.mapAtR - 1.25 / 3) < 1e-12,
+        "a worked example of P@1, R-precision and MAP@R");
+}
+
 void testMetricsJson() {
   EpochMetrics m;
   m.epoch = 2;
@@ -568,6 +666,8 @@ int main() {
   testInference();
   testModelFileRoundTrip();
   testMetricsJson();
+  testVerificationMetrics();
+  testRetrievalMetrics();
   testCachingAllocator();
   return siamese::test::summary();
 }
