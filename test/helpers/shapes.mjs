@@ -4,22 +4,11 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import sharp from 'sharp'
+import { random } from './random.mjs'
 
 export const SHAPE_CLASSES = ['red-circle', 'green-square', 'blue-triangle', 'yellow-diamond']
 
 const COLOURS = { 'red-circle': '#e02020', 'green-square': '#20c040', 'blue-triangle': '#3060f0', 'yellow-diamond': '#f0d020' }
-
-/** A small seeded generator (mulberry32): numbers in [0, 1). */
-function random (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function shapeSvg (cls, size, next) {
   const r = size * (0.18 + 0.14 * next())

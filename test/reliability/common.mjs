@@ -33,16 +33,7 @@ export async function tinyDigits () {
 }
 
 /** A seeded generator of floats in [0, 1) (mulberry32): the same cases on every run. */
-export function random (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { random } from '../helpers/random.mjs'
 
 /** A field of /proc/self/status in MiB, e.g. VmRSS (resident now) or VmHWM (resident at most). */
 export function statusMiB (field) {
