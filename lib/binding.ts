@@ -149,8 +149,34 @@ export interface NativeEvaluation {
   threshold: number
   bestAccuracy: number
   pairs: number
-  oneShotWays: number
-  oneShotAccuracy: number | null
+  episodes: { ways: number, shots: number, queries: number, episodes: number, accuracy: number, ci95: number } | null
+  verification: { pairs: NativeVerification, allPairs: NativeVerification | null }
+  retrieval: { queries: number, precisionAt1: number, rPrecision: number, mapAtR: number } | null
+}
+
+/** Verification metrics as the addon sends them (lib/model.ts's Verification documents them). */
+export interface NativeVerification {
+  positives: number
+  negatives: number
+  auc: number
+  eer: number
+  eerThreshold: number
+  tarAtFar: Array<{ far: number, tar: number | null }>
+  roc: { far: number[], tar: number[], threshold: number[] }
+}
+
+/** What evaluate() is asked for (native/core/evaluate.h's EvaluationOptions). */
+export interface NativeEvaluationOptions {
+  testSeed: number
+  ways: number
+  shots: number
+  queries: number
+  episodes: number
+  seed: number
+  /** One group a class (episodes draw within one), or empty. */
+  classGroups: number[]
+  allPairs: boolean
+  retrieval: boolean
 }
 
 /** The addon's model object. */
@@ -160,7 +186,7 @@ export interface NativeModel {
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,
     supportLabels: Int32Array, numClasses: number): Promise<Float32Array>
-  evaluate(set: NativeImageData, options: { testSeed: number, ways: number, episodes: number, seed: number }): Promise<NativeEvaluation>
+  evaluate(set: NativeImageData, options: NativeEvaluationOptions): Promise<NativeEvaluation>
   save(path: string): Promise<void>
   setMetadata(metadata: Record<string, string>): void
   train(train: NativeImageData, test: NativeImageData, config: NativeTrainConfig,

@@ -5,7 +5,7 @@
 // default its help shows. Those flags carry no commander default, so an option reaches the
 // library only when the user typed it: a resumed run keeps what its checkpoint recorded.
 import { writeFile } from 'node:fs/promises'
-import { extname, join, resolve } from 'node:path'
+import { basename, dirname, extname, join, resolve } from 'node:path'
 
 import { SingleBar } from 'cli-progress'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
@@ -15,10 +15,10 @@ import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
-import { loadModel, train, type SiameseModel } from './model.js'
+import { loadModel, train, type Metrics, type SiameseModel, type Verification } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
-import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, writeSvgAndPng } from './report.js'
+import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, rocSvg, writeSvgAndPng } from './report.js'
 import { invalidArg } from './validate.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
 
@@ -60,6 +60,7 @@ function settingOption (key: string, setting: Setting<unknown>): Option {
     const n = text.trim() === '' ? NaN : Number(text)
     if (!Number.isNaN(n)) return n
     if (setting.kind === 'numbers' && text.includes(',')) return text.split(',').map((part) => part.trim() === '' ? NaN : Number(part))
+    if (setting.kind === 'boolean' && /^(yes|true|no|false)$/i.test(text)) return /^(yes|true)$/i.test(text)
     if (setting.kind === 'augment') {
       try {
         return JSON.parse(text) as unknown
@@ -138,15 +139,17 @@ function trainOptionsFrom (flags: TrainFlags, outDir: string): TrainOptions {
 }
 
 function epochLine (m: EpochMetrics, epochs: number | undefined): string {
+  // Said when the test figures are on classes never trained (all of them, or some).
+  const unseen = m.unseenClasses === 0 ? '' : m.unseenClasses === m.testClasses ? ' (unseen classes)' : ` (${m.unseenClasses} of ${m.testClasses} classes unseen)`
   return `epoch ${m.epoch}/${epochs ?? '?'}  train loss ${m.trainLoss.toFixed(4)}  test loss ${m.testLoss.toFixed(4)}  ` +
-    `accuracy ${percent(m.testAccuracy)}  AUC ${m.auc.toFixed(4)}  ${m.pairsPerSecond.toFixed(0)} pairs/s  ${m.seconds.toFixed(1)} s`
+    `accuracy${unseen} ${percent(m.testAccuracy)}  AUC ${m.auc.toFixed(4)}  ${m.pairsPerSecond.toFixed(0)} pairs/s  ${m.seconds.toFixed(1)} s`
 }
 
 async function writeMetrics (dir: string, history: readonly EpochMetrics[]): Promise<string[]> {
   const json = join(dir, 'metrics.json')
   const csv = join(dir, 'metrics.csv')
   await writeFile(json, `${JSON.stringify(history, null, 2)}\n`)
-  const columns = ['epoch', 'trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond'] as const
+  const columns = ['epoch', 'trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'auc', 'threshold', 'seconds', 'pairsPerSecond', 'testClasses', 'unseenClasses'] as const
   await writeFile(csv, [columns.join(','), ...history.map((h) => columns.map((c) => h[c]).join(','))].join('\n') + '\n')
   return [json, csv]
 }
@@ -354,8 +357,8 @@ async function writeOut (file: string, contents: string | Buffer): Promise<void>
 function defineTrainCommand (program: Command): void {
   const command = program.command('train')
     .description('train a Siamese network (defaults: the reference recipe on the embedded digits)')
-    .option('--data <source>', `embedded, mnist, fashion-mnist, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
-    .option('--download', 'download mnist or fashion-mnist if missing (verified)')
+    .option('--data <source>', `embedded, mnist, fashion-mnist, omniglot, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
+    .option('--download', 'download mnist, fashion-mnist or omniglot if missing (verified)')
   for (const [key, setting] of Object.entries(trainingSettings)) command.addOption(settingOption(key, setting))
   for (const key of MODEL_FLAGS) command.addOption(settingOption(key, modelSettings[key]))
   command
@@ -384,32 +387,64 @@ function defineInfoCommand (program: Command): void {
     })
 }
 
-/** The `eval` command: a model's metrics on a data set. */
+/** The `eval` command: a model's metrics on a data set, and its ROC curve. */
 function defineEvalCommand (program: Command): void {
-  program.command('eval')
-    .description('pair accuracy, AUC, threshold and N-way one-shot accuracy of a model')
+  const keys = ['ways', 'shots', 'queries', 'episodes', 'seed', 'within', 'testSeed', 'allPairs', 'retrieval'] as const
+  const command = program.command('eval')
+    .description('pair, verification and retrieval metrics and N-way K-shot accuracy of a model, and its ROC curve')
     .argument('<model>', 'a .safetensors model')
-    .option('--data <source>', "embedded, mnist, fashion-mnist or a folder, whose test split is used (default: the model's own data)")
-    .addOption(settingOption('ways', evaluationSettings.ways))
-    .addOption(settingOption('episodes', evaluationSettings.episodes))
+    .option('--data <source>', "embedded, mnist, fashion-mnist, omniglot or a folder, whose test split is used (default: the model's own data)")
+  for (const key of keys) command.addOption(settingOption(key, evaluationSettings[key]))
+  command
+    .option('--out-dir <dir>', "where roc.svg and roc.png are drawn (default: the model's folder)")
     .option('--json', 'print JSON')
-    .addHelpText('after', '\nExample:\n  siamese-torch eval siamese-out/model.safetensors --ways 5')
-    .action(async (path: string, flags: { data?: string, ways?: number, episodes?: number, json?: boolean }) => {
+    .addHelpText('after', '\nExample:\n  siamese-torch eval siamese-out/model.safetensors --ways 5 --shots 1\n' +
+      '  siamese-torch eval omniglot.safetensors --data omniglot --ways 20 --within alphabet')
+    .action(async (path: string, flags: Record<string, unknown> & { data?: string, outDir?: string, json?: boolean }) => {
+      const options = Object.fromEntries(keys.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]))
       const m = await withModel(path, async (model) => {
         // A name or folder: evaluate() reads it at the model's size and channels, with its fit.
-        return model.evaluate(flags.data, { ...(flags.episodes === undefined ? {} : { episodes: flags.episodes }), ...(flags.ways === undefined ? {} : { ways: flags.ways }) })
+        return model.evaluate(flags.data, options)
       })
+      const outDir = await prepareOutDir(flags.outDir ?? dirname(resolve(path)), '--out-dir')
+      const pictures = await writeSvgAndPng(await rocSvg(m, `ROC: ${basename(path)}`), join(outDir, 'roc'))
       if (flags.json) {
-        out(JSON.stringify(m))
-      } else {
-        out(`pairs      ${m.pairs}`)
-        out(`accuracy   ${percent(m.accuracy)}`)
-        out(`AUC        ${m.auc.toFixed(4)}`)
-        out(`threshold  ${m.threshold.toFixed(4)}`)
-        out(`loss       ${m.loss.toFixed(4)}`)
-        if (m.oneShotAccuracy !== null) out(`${m.oneShotWays}-way one-shot accuracy  ${percent(m.oneShotAccuracy)}`)
+        out(JSON.stringify({ ...m, pictures }))
+        return
       }
+      for (const line of formatMetrics(m)) out(line)
+      out(`ROC curve  ${pictures.join(', ')}`)
     })
+}
+
+/** A Metrics as aligned lines of text. */
+function formatMetrics (m: Metrics): string[] {
+  const fixed = (x: number): string => x.toFixed(4)
+  const rate = (x: number | null): string => x === null ? 'n/a (too few different pairs)' : percent(x)
+  const lines = [
+    `classes    ${m.classes}${m.unseenClasses === null ? '' : m.unseenClasses === m.classes ? ' (all unseen in training)' : ` (${m.unseenClasses} unseen in training)`}`,
+    `pairs      ${m.pairs}`,
+    `accuracy   ${percent(m.accuracy)} (best ${percent(m.bestAccuracy)} at threshold ${fixed(m.threshold)})`,
+    `loss       ${fixed(m.loss)}`
+  ]
+  const verification = (name: string, v: Verification): void => {
+    lines.push(`${name}: ${v.positives} same, ${v.negatives} different`)
+    lines.push(`  AUC      ${fixed(v.auc)}`)
+    lines.push(`  EER      ${percent(v.eer)} at threshold ${fixed(v.eerThreshold)}`)
+    for (const { far, tar } of v.tarAtFar) lines.push(`  TAR@FAR=${String(far).padEnd(6)} ${rate(tar)}`)
+  }
+  verification('fixed test pairs', m.verification.pairs)
+  if (m.verification.allPairs !== null) verification('all pairs', m.verification.allPairs)
+  if (m.retrieval !== null) {
+    const r = m.retrieval
+    lines.push(`retrieval: ${r.queries} queries, P@1 ${percent(r.precisionAt1)}, R-precision ${percent(r.rPrecision)}, MAP@R ${percent(r.mapAtR)}`)
+  }
+  if (m.episodes !== null) {
+    const e = m.episodes
+    lines.push(`${e.ways}-way ${e.shots}-shot accuracy  ${percent(e.accuracy)} +- ${percent(e.ci95)} ` +
+      `(${e.episodes} episodes, ${e.queries} quer${e.queries === 1 ? 'y' : 'ies'} a class${e.within === 'alphabet' ? ', within an alphabet' : ''})`)
+  }
+  return lines
 }
 
 /** The `compare` command: P(same) of two images. */

@@ -16,12 +16,15 @@ const PAIR_SCHEMES = ['reference', 'balanced'] as const
 const TOWERS = ['reference', 'conv4', 'resnet18'] as const
 /** How an image of another shape is brought to the model's size. */
 const FITS = ['cover', 'contain', 'fill'] as const
+/** Where an N-way episode draws its classes: the whole set, or one alphabet (see `evaluationSettings.within`). */
+const EPISODE_SCOPES = ['set', 'alphabet'] as const
 /** Data sets known by name. */
-export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist'] as const
+export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist', 'omniglot'] as const
 
 /** `'pair-ce'`: the reference head and cross-entropy; `'contrastive'` and `'triplet'`: distances. */
 export type Loss = (typeof LOSSES)[number]
 export type Mining = (typeof MININGS)[number]
+export type EpisodeScope = (typeof EPISODE_SCOPES)[number]
 export type Optimizer = (typeof OPTIMIZERS)[number]
 /**
  * How training pairs are drawn:
@@ -337,12 +340,26 @@ export const trainingSettings = {
 export const evaluationSettings = {
   /** Seed of the fixed test pairs (0: the pairs training reports on). */
   testSeed: seed('seed of the fixed test pairs'),
-  /** N of N-way one-shot; default: the number of classes, at most 10; 0 skips it. */
-  ways: integer(0, 1 << 16, undefined, 'N of N-way one-shot (0: skip; default: the classes, at most 10)'),
-  /** One-shot episodes. */
-  episodes: integer(1, 1_000_000, 1000, 'one-shot episodes'),
-  /** Seed of the one-shot episodes. */
-  seed: seed('seed of the one-shot episodes')
+  /** N of N-way K-shot episodes; default: the number of classes, at most 10; 0 skips them. */
+  ways: integer(0, 1 << 16, undefined, 'N of N-way K-shot episodes (0: skip; default: the classes, at most 10)'),
+  /** K: support images of each class in an episode. */
+  shots: integer(1, 1 << 16, 1, 'K of N-way K-shot: support images a class'),
+  /** Query images of each class in an episode. */
+  queries: integer(1, 1 << 16, 1, 'query images a class in an episode'),
+  /** Episodes drawn. */
+  episodes: integer(1, 1_000_000, 1000, 'N-way K-shot episodes'),
+  /** Seed of the episodes. */
+  seed: seed('seed of the episodes'),
+  /**
+   * Where an episode draws its classes: from the whole set, or from one alphabet (the part of a
+   * class name before its first '/', as Omniglot's "Latin/character01"), as Koch et al.'s
+   * 20-way one-shot does.
+   */
+  within: choice(EPISODE_SCOPES, 'set', 'where an episode draws its classes'),
+  /** Verification metrics over every pair of the set's images (in O(N) memory). */
+  allPairs: boolean(true, 'verification metrics over all pairs of the images'),
+  /** Precision@1, R-precision and MAP@R over each image's exact nearest neighbours. */
+  retrieval: boolean(true, 'nearest-neighbour retrieval metrics')
 } as const
 
 /** How pairs and batches are drawn by the samplers of `datasets`. */
@@ -355,7 +372,7 @@ export const samplingSettings = {
   epoch: integer(0, Number.MAX_SAFE_INTEGER, 0, 'epoch')
 } as const
 
-/** How `mnist()` and `fashionMnist()` download. */
+/** How `mnist()`, `fashionMnist()` and `omniglot()` download. */
 export const downloadSettings = {
   /** Download the files that are missing. Default false: no network unless asked. */
   download: boolean(false, 'download missing files (verified)'),
@@ -389,7 +406,8 @@ export const choices = {
   pairs: PAIR_SCHEMES,
   tower: TOWERS,
   fit: FITS,
-  data: DATA_SOURCES
+  data: DATA_SOURCES,
+  within: EPISODE_SCOPES
 } as const
 
 /** The default of every setting, by group: what a call gets for an option it does not pass. */

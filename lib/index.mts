@@ -4,8 +4,9 @@ export type {
   VersionInfo, CudaDeviceInfo, LibtorchSource, ErrorCode, SiameseTorchErrorOptions,
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
   ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
-  Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions,
-  ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
+  OmniglotOptions, OmniglotCatalogue, OmniglotArchive, SplitClassesOptions,
+  Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope,
+  ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions,
   EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage
 } from './index.js'

@@ -9,12 +9,13 @@ export type { ErrorCode, SiameseTorchErrorOptions } from './errors.js'
 export { datasets } from './datasets/index.js'
 export type {
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
-  ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue
+  ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
+  OmniglotOptions, OmniglotCatalogue, OmniglotArchive, SplitClassesOptions
 } from './datasets/index.js'
 export { defaults, choices } from './contract.js'
-export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions } from './contract.js'
+export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope } from './contract.js'
 export { train, createModel, loadModel, SiameseModel } from './model.js'
-export type { ModelConfig, Metrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
+export type { ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
 export type {
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions
 } from './options.js'

@@ -5,11 +5,12 @@ import { resolve } from 'node:path'
 import { binding, type NativeModel } from './binding.js'
 import {
   defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings,
-  type Channels, type Fit, type Loss, type Tower
+  type Channels, type EpisodeScope, type Fit, type Loss, type Tower
 } from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import { DIGITS } from './datasets/embedded.js'
 import { imageBytes } from './datasets/native-pixels.js'
+import { alphabetsOf, presentClasses } from './datasets/splits.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
@@ -47,7 +48,65 @@ export interface ModelConfig {
   threshold: number
 }
 
-/** Pair metrics on fixed test pairs, with N-way one-shot accuracy. */
+/**
+ * Verification metrics: how well a score tells same pairs from different ones, as verification
+ * work reports it. Thresholds are in the model's own terms: P(same) for pair-ce, the embedding
+ * distance for the distance losses.
+ */
+export interface Verification {
+  /** Same pairs, and different pairs, scored. */
+  positives: number
+  negatives: number
+  /** ROC AUC (ties counted half). */
+  auc: number
+  /** Equal error rate: where the false-accept rate equals the false-reject rate. */
+  eer: number
+  /** The threshold at the equal error rate. */
+  eerThreshold: number
+  /**
+   * True-accept rate at false-accept rates 0.1, 0.01 and 0.001: the best TAR of a threshold whose
+   * FAR is at most `far`. `tar` is null (unavailable) with fewer than `1 / far` different pairs.
+   */
+  tarAtFar: Array<{ far: number, tar: number | null }>
+  /**
+   * The ROC curve, from nothing accepted (0, 0) to everything (1, 1): at most a few hundred points
+   * (kept where either rate, or the FAR's logarithm, moves), each with its threshold.
+   */
+  roc: { far: number[], tar: number[], threshold: number[] }
+}
+
+/** Precision@1, R-precision and MAP@R over exact nearest neighbours (Musgrave et al., 2020). */
+export interface Retrieval {
+  /** Images used as queries: those whose class has another image (each against all the others). */
+  queries: number
+  /** Share of queries whose nearest other image has their class. */
+  precisionAt1: number
+  /** Of a query's R nearest (R: the other images of its class), the share of its class; averaged. */
+  rPrecision: number
+  /** Mean average precision at R. */
+  mapAtR: number
+}
+
+/** N-way K-shot accuracy over seeded episodes. */
+export interface EpisodeMetrics {
+  ways: number
+  shots: number
+  /** Queries of each class in an episode. */
+  queries: number
+  episodes: number
+  /** Where the classes of an episode come from. */
+  within: EpisodeScope
+  /** Share of all queries classified right. */
+  accuracy: number
+  /** Half-width of its 95% confidence interval (1.96 standard errors over episodes). */
+  ci95: number
+}
+
+/**
+ * A model's metrics on a set of images. Every image is embedded once; then: its fixed test pairs
+ * (`loss` .. `pairs`, and `verification.pairs`), all pairs of its images (`verification.allPairs`),
+ * nearest neighbours (`retrieval`) and N-way K-shot episodes (`episodes`).
+ */
 export interface Metrics {
   /** The model's own loss on the test triplets. */
   loss: number
@@ -61,10 +120,23 @@ export interface Metrics {
   bestAccuracy: number
   /** Number of test pairs (half "same", half "different"). */
   pairs: number
-  /** N of the N-way one-shot episodes; 0 when not measured. */
+  /** N of the episodes when they are one-shot; 0 otherwise. */
   oneShotWays: number
-  /** Share of one-shot episodes classified right; null when not measured. */
+  /** Their accuracy when one-shot (`episodes.accuracy`); null otherwise. */
   oneShotAccuracy: number | null
+  /** N-way K-shot accuracy; null when `ways` is 0. */
+  episodes: EpisodeMetrics | null
+  /** On the fixed test pairs, and on every pair of the set's images (null when not asked for, or when the set has no same pair). */
+  verification: { pairs: Verification, allPairs: Verification | null }
+  /** Nearest-neighbour retrieval; null when not asked for. */
+  retrieval: Retrieval | null
+  /** Classes of the set that have images. */
+  classes: number
+  /**
+   * How many of them the model was never trained on (by name); null for a model that records no
+   * classes. Equal to `classes`: every figure here is on unseen classes.
+   */
+  unseenClasses: number | null
 }
 
 /** A support set for one-shot classification: labelled examples of each class. */
@@ -80,7 +152,11 @@ export interface Classification {
   label: number
   /** Name of the chosen class. */
   className: string
-  /** Its score: the highest P(same) between the query and that class's examples. */
+  /**
+   * Its score, by the rule of `evaluate`'s episodes: the mean P(same) of the query with that
+   * class's examples (pair-ce), or P(same) of the query with the class's prototype, the mean
+   * embedding of its examples (distance losses: the nearest prototype wins).
+   */
   probability: number
   /** The score of every class, in `classes` order. */
   scores: number[]
@@ -292,13 +368,29 @@ export class SiameseModel {
       if (set.width !== config.width || set.height !== config.height || (set.channels ?? 1) !== config.channels) {
         throw invalidArg('data', `${shapeName(config)} images, the model's input`, `${shapeName(set)} images`)
       }
+      const within = read(evaluationSettings.within, o['within'], 'within')
+      const present = presentClasses(set)
       const result = await rethrowAtCallSite(native.evaluate(toNativeData(set), {
         testSeed: read(evaluationSettings.testSeed, o['testSeed'], 'testSeed'),
         ways: resolveWays(o['ways'], set.classes.length),
+        shots: read(evaluationSettings.shots, o['shots'], 'shots'),
+        queries: read(evaluationSettings.queries, o['queries'], 'queries'),
         episodes: read(evaluationSettings.episodes, o['episodes'], 'episodes'),
-        seed: read(evaluationSettings.seed, o['seed'], 'seed')
+        seed: read(evaluationSettings.seed, o['seed'], 'seed'),
+        classGroups: within === 'alphabet' ? alphabetsOf(set.classes) : [],
+        allPairs: read(evaluationSettings.allPairs, o['allPairs'], 'allPairs'),
+        retrieval: read(evaluationSettings.retrieval, o['retrieval'], 'retrieval')
       }), site)
-      return { ...result }
+      const trained = this.classes
+      const episodes = result.episodes === null ? null : { ...result.episodes, within }
+      return {
+        ...result,
+        oneShotWays: episodes?.shots === 1 ? episodes.ways : 0,
+        oneShotAccuracy: episodes?.shots === 1 ? episodes.accuracy : null,
+        episodes,
+        classes: present.length,
+        unseenClasses: trained === undefined ? null : present.filter((name) => !trained.includes(name)).length
+      }
     })
   }
 
@@ -322,8 +414,9 @@ export class SiameseModel {
   }
 
   /**
-   * One-shot (or k-shot) classification: each query goes to the class whose examples in
-   * `support` it is most likely to match.
+   * One-shot (or K-shot) classification: each query goes to the class whose examples in
+   * `support` it is most likely to match, by the rules of `evaluate`'s N-way K-shot episodes
+   * (see `Classification.probability`).
    *
    * @example
    * ```ts

@@ -16,6 +16,7 @@ import { fashionMnist, mnist } from './datasets/catalog.js'
 import { embedded } from './datasets/embedded.js'
 import { findIdxFile, idx } from './datasets/idx.js'
 import { imageFolder } from './datasets/image-folder.js'
+import { omniglot } from './datasets/omniglot.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
 import type { ProgressEvent } from './progress.js'
 import { integerIn, invalidArg, isPlainObject } from './validate.js'
@@ -381,6 +382,7 @@ async function loadSource (source: string, download: boolean, size: FolderTarget
     case 'embedded': return embedded()
     case 'mnist': return mnist({ download })
     case 'fashion-mnist': return fashionMnist({ download })
+    case 'omniglot': return omniglot({ download })
   }
   const dir = resolve(source)
   if (!existsSync(dir)) {

@@ -25,6 +25,14 @@ export interface EpochMetrics {
   seconds: number
   /** Labelled training pairs per second (each triplet is two pairs). */
   pairsPerSecond: number
+  /** Classes of the test split (that have images). */
+  testClasses: number
+  /**
+   * How many of them have no training image. Equal to `testClasses` when the test figures are
+   * all on classes the model never trained on (as with `datasets.splitClasses`); 0 when every
+   * test class was trained.
+   */
+  unseenClasses: number
 }
 
 /** A throttled report from inside an epoch (at most every 100 ms, and after the last batch). */
@@ -57,6 +65,6 @@ export type ProgressEvent = BatchEvent | EpochEvent | FileEvent
 
 /** The metrics of an epoch event, without its `type`: the shape `history` holds. */
 export function epochMetrics (event: EpochMetrics): EpochMetrics {
-  const { epoch, trainLoss, trainAccuracy, testLoss, testAccuracy, auc, threshold, seconds, pairsPerSecond } = event
-  return { epoch, trainLoss, trainAccuracy, testLoss, testAccuracy, auc, threshold, seconds, pairsPerSecond }
+  const { epoch, trainLoss, trainAccuracy, testLoss, testAccuracy, auc, threshold, seconds, pairsPerSecond, testClasses, unseenClasses } = event
+  return { epoch, trainLoss, trainAccuracy, testLoss, testAccuracy, auc, threshold, seconds, pairsPerSecond, testClasses, unseenClasses }
 }

@@ -9,7 +9,7 @@ import { binding, type NativeAugment } from './binding.js'
 import { imageBytes } from './datasets/native-pixels.js'
 import type { LabelledImages } from './datasets/types.js'
 import { testPairs } from './datasets/sampling.js'
-import type { SiameseModel } from './model.js'
+import type { Metrics, SiameseModel, Verification } from './model.js'
 import type { EpochMetrics } from './progress.js'
 
 type VegaSpec = Record<string, unknown>
@@ -97,6 +97,80 @@ export async function curvesSvg (history: readonly EpochMetrics[], title: string
     // Placed by hand, right of both panels, so that it never covers a line.
     legends: [{ fill: 'colour', orient: 'none', legendX: 780, legendY: 0, labelFont: FONT, titleFont: FONT, title: 'split' }],
     marks: [linePanel('loss', 0, 340), linePanel('accuracy', 420, 340)]
+  })
+}
+
+function rocPanel (scale: 'linear' | 'log', x: number, width: number, smallestFar: number): VegaSpec {
+  const log = scale === 'log'
+  const source = log ? 'positive' : 'rows'
+  return {
+    type: 'group',
+    title: { text: log ? 'Low false-accept rates (log scale)' : 'ROC', font: FONT, fontSize: 14 },
+    encode: { enter: { x: { value: x }, width: { value: width }, height: { signal: 'height' } } },
+    scales: [
+      log
+        ? { name: 'x', type: 'log', domain: [smallestFar, 1], range: [0, width], nice: false }
+        : { name: 'x', type: 'linear', domain: [0, 1], range: [0, width] },
+      { name: 'y', type: 'linear', domain: [0, 1], range: 'height' }
+    ],
+    axes: [
+      { orient: 'bottom', scale: 'x', title: 'false-accept rate', grid: true, format: log ? '.0e' : '.1f', labelFont: FONT, titleFont: FONT },
+      { orient: 'left', scale: 'y', title: 'true-accept rate', grid: true, format: '.1f', labelFont: FONT, titleFont: FONT }
+    ],
+    marks: [
+      ...(log
+        ? []
+        : [{
+            type: 'rule',
+            encode: { enter: { x: { value: 0 }, y: { signal: 'height' }, x2: { value: width }, y2: { value: 0 }, stroke: { value: '#bbbbbb' }, strokeDash: { value: [4, 4] } } }
+          }]),
+      {
+        type: 'group',
+        from: { facet: { name: `${scale}-series`, data: source, groupby: 'curve' } },
+        marks: [{
+          type: 'line',
+          from: { data: `${scale}-series` },
+          encode: { enter: { x: { scale: 'x', field: 'far' }, y: { scale: 'y', field: 'tar' }, stroke: { scale: 'colour', field: 'curve' }, strokeWidth: { value: 2 } } }
+        }]
+      },
+      {
+        type: 'symbol',
+        from: { data: log ? 'eerPositive' : 'eer' },
+        encode: { enter: { x: { scale: 'x', field: 'far' }, y: { scale: 'y', field: 'tar' }, fill: { scale: 'colour', field: 'curve' }, size: { value: 64 }, shape: { value: 'diamond' } } }
+      }
+    ]
+  }
+}
+
+/**
+ * The ROC curves of an evaluation, on the fixed test pairs and on all pairs: linear axes, and the
+ * low false-accept rates on a log scale; each curve's equal-error point is marked.
+ */
+export async function rocSvg (m: Metrics, title: string): Promise<string> {
+  const curves: Array<[string, Verification]> = [['fixed test pairs', m.verification.pairs]]
+  if (m.verification.allPairs !== null) curves.push(['all pairs', m.verification.allPairs])
+  const label = (name: string, v: Verification): string => `${name}: AUC ${v.auc.toFixed(3)}, EER ${(100 * v.eer).toFixed(1)}%`
+  const rows = curves.flatMap(([name, v]) => v.roc.far.map((far, i) => ({ curve: label(name, v), far, tar: v.roc.tar[i] })))
+  const eer = curves.map(([name, v]) => ({ curve: label(name, v), far: v.eer, tar: 1 - v.eer }))
+  // The log axis starts at the smallest false-accept rate a curve can show: 1 / its different pairs.
+  const smallestFar = Math.min(...curves.map(([, v]) => 1 / Math.max(1, v.negatives)))
+  const colours = [TEST_COLOUR, TRAIN_COLOUR]
+  return renderSvg({
+    $schema: 'https://vega.github.io/schema/vega/v5.json',
+    width: 760,
+    height: 300,
+    padding: 16,
+    background: 'white',
+    title: { text: title, font: FONT, fontSize: 16, anchor: 'start' },
+    data: [
+      { name: 'rows', values: rows },
+      { name: 'positive', source: 'rows', transform: [{ type: 'filter', expr: 'datum.far > 0' }] },
+      { name: 'eer', values: eer },
+      { name: 'eerPositive', source: 'eer', transform: [{ type: 'filter', expr: 'datum.far > 0' }] }
+    ],
+    scales: [{ name: 'colour', type: 'ordinal', domain: curves.map(([name, v]) => label(name, v)), range: colours.slice(0, curves.length) }],
+    legends: [{ fill: 'colour', orient: 'none', legendX: 0, legendY: 350, direction: 'horizontal', labelFont: FONT, labelLimit: 400, title: 'equal error rate: \u25c6', titleFont: FONT }],
+    marks: [rocPanel('linear', 0, 340, smallestFar), rocPanel('log', 420, 340, smallestFar)]
   })
 }
 

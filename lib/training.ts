@@ -3,6 +3,7 @@
 // its own native thread (native/addon/model.cc), so the event loop stays free.
 import type { NativeModel, NativeTrainingEvent } from './binding.js'
 import { toNativeData } from './datasets/arrays.js'
+import { presentClasses, unseenClasses } from './datasets/splits.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir } from './files.js'
 import {
@@ -43,12 +44,21 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   }
   if (signal?.aborted) throw new SiameseTorchError('training was aborted before it started', 'ABORT_ERR', { cause: signal.reason })
 
-  const classes = data.train.classes.length >= data.test.classes.length ? data.train.classes : data.test.classes
+  // The model's classes: the training split's, or the test split's when it extends them (a set
+  // built in memory whose training split lacks its last classes). Splits of other classes
+  // (datasets.splitClasses) keep the training split's.
+  const extends_ = (longer: readonly string[], shorter: readonly string[]): boolean =>
+    longer.length > shorter.length && shorter.every((name, i) => longer[i] === name)
+  const classes = extends_(data.test.classes, data.train.classes) ? data.test.classes : data.train.classes
+  const numClasses = Math.max(data.train.classes.length, data.test.classes.length)
+  const testClasses = presentClasses(data.test).length
+  const unseen = unseenClasses(data.train, data.test)
   // Recorded in every file, so that a checkpoint resumes with the same settings and data.
   native.setMetadata({ classes: JSON.stringify(classes), train_options: JSON.stringify(recordedOptions(settings, data)) })
 
-  const deliver = (event: NativeTrainingEvent): void => {
+  const deliver = (native: NativeTrainingEvent): void => {
     if (!onProgress) return
+    const event: ProgressEvent = native.type === 'epoch' ? { ...native, testClasses, unseenClasses: unseen } : native
     try {
       onProgress(event)
     } catch (err) {
@@ -61,7 +71,7 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   const stop = (): void => native.stopTraining()
   signal?.addEventListener('abort', stop, { once: true })
   try {
-    const history = await native.train(toNativeData(data.train, classes.length), toNativeData(data.test, classes.length), {
+    const history = await native.train(toNativeData(data.train, numClasses), toNativeData(data.test, numClasses), {
       ...settings,
       threads: settings.threads ?? 0,
       outDir,
@@ -72,7 +82,7 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
       freezeStages,
       augment
     }, deliver)
-    return history.map(epochMetrics)
+    return history.map((m) => epochMetrics({ ...m, testClasses, unseenClasses: unseen }))
   } catch (err) {
     if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR') {
       const outcome = afterAbort === 'kept'

@@ -2,7 +2,7 @@
 import t from 'tap'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import sharp from 'sharp'
 import { version } from 'siamese-torch'
@@ -73,11 +73,11 @@ t.test('train --json: one JSON object per event, nothing else; files written', a
   t.match(readFileSync(join(outDir, 'pairs.svg'), 'utf8'), /P\(same\) \d\.\d\d [\u2713\u2717]/, 'the pairs sheet shows probabilities and verdicts')
   t.equal((readFileSync(join(outDir, 'pairs.svg'), 'utf8').match(/<image /g) ?? []).length, 64, '32 pairs, two images each')
   const csv = readFileSync(join(outDir, 'metrics.csv'), 'utf8').trim().split('\n')
-  t.equal(csv[0], 'epoch,trainLoss,trainAccuracy,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond')
+  t.equal(csv[0], 'epoch,trainLoss,trainAccuracy,testLoss,testAccuracy,auc,threshold,seconds,pairsPerSecond,testClasses,unseenClasses')
   t.equal(csv.length, 3)
   t.same(JSON.parse(readFileSync(join(outDir, 'metrics.json'), 'utf8')), done.history)
   // The history has the shape train() returns: EpochMetrics, without an event's `type`.
-  const keys = ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss']
+  const keys = ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testClasses', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss', 'unseenClasses']
   for (const h of done.history) t.same(Object.keys(h).sort(), keys, `epoch ${h.epoch} of the history is an EpochMetrics`)
 })
 
@@ -94,13 +94,25 @@ t.test('train without a terminal: plain lines and a summary', async (t) => {
 })
 
 t.test('eval, compare, classify, embed', async (t) => {
-  const evalText = cli(['eval', modelFile, '--data', idxDir, '--ways', '5', '--episodes', '200'])
+  const rocDir = join(scratch, 'roc')
+  const evalText = cli(['eval', modelFile, '--data', idxDir, '--ways', '5', '--shots', '2', '--episodes', '200', '--out-dir', rocDir])
   t.equal(evalText.status, 0, evalText.stderr)
   t.match(evalText.stdout, /accuracy {3}\d+\.\d\d%/)
-  t.match(evalText.stdout, /5-way one-shot accuracy {2}\d+\.\d\d%/)
-  const evalJson = JSON.parse(cli(['eval', modelFile, '--data', idxDir, '--json']).stdout)
+  t.match(evalText.stdout, /5-way 2-shot accuracy {2}\d+\.\d\d% \+- \d+\.\d\d% \(200 episodes, 1 query a class\)/)
+  for (const line of [/fixed test pairs: \d+ same, \d+ different/, /all pairs: \d+ same, \d+ different/, /AUC {6}0\.\d{4}/, /EER {6}\d+\.\d\d% at threshold/,
+    /TAR@FAR=0\.1 {4}\d+\.\d\d%/, /TAR@FAR=0\.001 {2}n\/a/, /retrieval: \d+ queries, P@1 \d+\.\d\d%, R-precision \d+\.\d\d%, MAP@R \d+\.\d\d%/]) {
+    t.match(evalText.stdout, line)
+  }
+  t.match(evalText.stdout, `ROC curve  ${join(rocDir, 'roc.svg')}, ${join(rocDir, 'roc.png')}`)
+  const roc = await sharp(join(rocDir, 'roc.png')).metadata()
+  t.ok(roc.width > 1000 && roc.height > 500, `roc.png ${roc.width}x${roc.height}`)
+  t.match(readFileSync(join(rocDir, 'roc.svg'), 'utf8'), /all pairs: AUC 0\.\d{3}, EER \d+\.\d%/)
+  const evalJson = JSON.parse(cli(['eval', modelFile, '--data', idxDir, '--json', '--all-pairs', 'no', '--test-seed', '3']).stdout)
   t.equal(evalJson.oneShotWays, 10)
+  t.equal(evalJson.verification.allPairs, null, '--all-pairs no')
   t.ok(evalJson.accuracy > 0.5)
+  t.same(evalJson.pictures, [join(dirname(modelFile), 'roc.svg'), join(dirname(modelFile), 'roc.png')], "drawn in the model's folder by default")
+  t.not(cli(['eval', modelFile, '--data', idxDir, '--shots', '0']).status, 0, '--shots 0 refused')
 
   const same = JSON.parse(cli(['compare', modelFile, a, a, '--json']).stdout)
   t.ok(same.pSame > 0.5, `an image with itself: ${same.pSame}`)

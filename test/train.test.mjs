@@ -33,7 +33,8 @@ t.test('one epoch: events, metrics, files, and a free event loop', async (t) => 
 
   t.equal(history.length, 2)
   const m = history[1]
-  t.same(Object.keys(m).sort(), ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss'])
+  t.same(Object.keys(m).sort(), ['auc', 'epoch', 'pairsPerSecond', 'seconds', 'testAccuracy', 'testClasses', 'testLoss', 'threshold', 'trainAccuracy', 'trainLoss', 'unseenClasses'])
+  t.same([m.testClasses, m.unseenClasses], [10, 0], 'every test class trained')
   t.ok(m.trainAccuracy > 0.5 && m.trainAccuracy <= 1, `train accuracy ${m.trainAccuracy}`)
   t.ok(m.testAccuracy > 0.5 && m.testAccuracy <= 1, `accuracy ${m.testAccuracy}`)
   t.ok(m.auc > 0.5 && m.auc <= 1, `auc ${m.auc}`)
@@ -159,7 +160,7 @@ t.test('bad options are refused before any work', async (t) => {
     [{ mining: 'batch-hard' }, "Expected 'none' unless loss is 'triplet' for mining but received string \"batch-hard\""],
     [{ margin: 2 }, "Expected no margin with loss 'pair-ce' (margins go with 'contrastive' and 'triplet') for margin but received number 2"],
     [{ device: 'gpu' }, "Expected 'auto', 'cpu', 'cuda' or 'cuda:N' for device but received string \"gpu\""],
-    [{ data: 'cifar' }, "Expected 'embedded', 'mnist', 'fashion-mnist', an existing folder or { train, test } for data but received string \"cifar\""],
+    [{ data: 'cifar' }, "Expected 'embedded', 'mnist', 'fashion-mnist', 'omniglot', an existing folder or { train, test } for data but received string \"cifar\""],
     [{ epoch: 3 }, /unknown option "epoch"/],
     [{ onProgress: 'yes' }, 'Expected a function for onProgress but received string "yes"']
   ]

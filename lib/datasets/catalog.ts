@@ -6,7 +6,7 @@ import { dataDir } from '../cache.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from '../errors.js'
 import { downloadSettings, read } from '../contract.js'
 import { functionOption, invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
-import { downloadFile, stderrProgress, type DownloadProgress } from './download.js'
+import { downloadFile, stderrProgress, type DownloadOptions, type DownloadProgress } from './download.js'
 import { DIGITS } from './embedded.js'
 import { IDX_FILES, findIdxFile, readIdxDir, type IdxFileKey } from './idx.js'
 import type { DataSplit } from './types.js'
@@ -75,21 +75,29 @@ export interface DownloadableOptions {
   signal?: AbortSignal
 }
 
-const OPTION_NAMES = ['root', 'download', 'mirrors', 'retries', 'timeoutMs', 'backoffMs', 'onProgress', 'signal'] as const
-
 function gzName (key: IdxFileKey): string {
   return `${IDX_FILES[key]}.gz`
 }
 
-/** Loads a catalogued data set from its folder, downloading what is missing when asked. */
-export async function loadCatalogue (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
-  const o = optionsObject(options, 'options', OPTION_NAMES)
-  const defaultRoot = join(dataDir(), catalogue.folder)
+/** The options of `DownloadableOptions`, for `optionsObject`. */
+export const DOWNLOAD_OPTION_NAMES = ['root', 'download', 'mirrors', 'retries', 'timeoutMs', 'backoffMs', 'onProgress', 'signal'] as const
+
+/** `DownloadableOptions` checked, with the defaults filled in. */
+export interface CheckedDownloads extends DownloadOptions {
+  root: string
+  /** Whether `root` is the set's default folder: a set is read again by name only from there. */
+  defaultRoot: boolean
+  download: boolean
+}
+
+/** Checks the download options of a set kept in `<dataDir()>/<folder>` and served by `mirrors`. */
+export function checkDownloads (o: Record<string, unknown>, folder: string, mirrors: readonly string[]): CheckedDownloads {
+  const defaultRoot = resolve(join(dataDir(), folder))
   const root = resolve(o['root'] === undefined ? defaultRoot : nonEmptyString(o['root'], 'root'))
   const download = read(downloadSettings.download, o['download'], 'download')
-  const mirrors = o['mirrors'] ?? catalogue.mirrors
-  if (!isStringArray(mirrors)) {
-    throw invalidArg('mirrors', 'a non-empty array of base URLs', mirrors)
+  const given = o['mirrors'] ?? mirrors
+  if (!isStringArray(given)) {
+    throw invalidArg('mirrors', 'a non-empty array of base URLs', given)
   }
   const retries = read(downloadSettings.retries, o['retries'], 'retries')
   const timeoutMs = read(downloadSettings.timeoutMs, o['timeoutMs'], 'timeoutMs')
@@ -99,35 +107,59 @@ export async function loadCatalogue (catalogue: Catalogue, options: Downloadable
     : functionOption<(p: DownloadProgress) => void>(o['onProgress'], 'onProgress')
   const signal = o['signal']
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'an AbortSignal', signal)
+  return { root, defaultRoot: root === defaultRoot, download, mirrors: given, retries, timeoutMs, backoffMs, onProgress, signal }
+}
 
-  const keys = Object.keys(IDX_FILES) as IdxFileKey[]
-  const missing = keys.filter((k) => findIdxFile(root, k) === undefined)
-  if (missing.length > 0 && !download) {
+/** A file of a downloadable set and its published MD5. */
+export interface PublishedFile {
+  file: string
+  md5: string
+}
+
+const COUNTS = ['no', 'one', 'two', 'three', 'four']
+
+/**
+ * Downloads `missing` (some of `files`, the set's files) into `c.root`. Without `download: true`,
+ * or when every mirror fails, the error names the files, their MD5s and where to put them.
+ */
+export async function downloadMissing (name: string, files: readonly PublishedFile[], missing: readonly PublishedFile[],
+  c: CheckedDownloads, knownMirrors: readonly string[]): Promise<string[]> {
+  const { root } = c
+  if (missing.length > 0 && !c.download) {
     throw new SiameseTorchError(
-      `${catalogue.name} is not in ${root}: missing ${missing.map(gzName).join(', ')}. ` +
-        `Pass { download: true } to fetch it (${catalogue.mirrors[0]}), or put the four files ` +
-        `${keys.map(gzName).join(', ')} there by hand.`,
+      `${name} is not in ${root}: missing ${missing.map((f) => f.file).join(', ')}. ` +
+        `Pass { download: true } to fetch it (${knownMirrors[0]}), or put the ${COUNTS[files.length] ?? files.length} files ` +
+        `${files.map((f) => f.file).join(', ')} there by hand.`,
       'ERR_BAD_FILE', { path: root })
   }
-  for (const key of missing) {
+  const saved: string[] = []
+  for (const { file, md5 } of missing) {
     try {
-      await downloadFile(gzName(key), catalogue.md5[key], root, {
-        mirrors, retries, timeoutMs, backoffMs, onProgress, signal
-      })
+      saved.push(await downloadFile(file, md5, root, c))
     } catch (err) {
       if (err instanceof SiameseTorchError && err.code === 'ERR_DOWNLOAD') {
         throw new SiameseTorchError(
           `${err.message}\nOffline, or every mirror failed. Download these files by hand and put them in ${root}:\n` +
-            keys.map((k) => `  ${gzName(k)} (MD5 ${catalogue.md5[k]})${existsSync(join(root, gzName(k))) ? ' - already there' : ''}`).join('\n') +
-            `\nfrom ${catalogue.mirrors.join(' or ')}`,
+            files.map((f) => `  ${f.file} (MD5 ${f.md5})${existsSync(join(root, f.file)) ? ' - already there' : ''}`).join('\n') +
+            `\nfrom ${knownMirrors.join(' or ')}`,
           'ERR_DOWNLOAD', { path: root, cause: err })
       }
       throw err
     }
   }
-  const split = await readIdxDir(root, catalogue.name, catalogue.classes)
+  return saved
+}
+
+/** Loads a catalogued data set from its folder, downloading what is missing when asked. */
+export async function loadCatalogue (catalogue: Catalogue, options: DownloadableOptions | undefined): Promise<DataSplit> {
+  const c = checkDownloads(optionsObject(options, 'options', DOWNLOAD_OPTION_NAMES), catalogue.folder, catalogue.mirrors)
+  const keys = Object.keys(IDX_FILES) as IdxFileKey[]
+  const files = keys.map((k) => ({ file: gzName(k), md5: catalogue.md5[k] }))
+  const missing = files.filter((_, i) => findIdxFile(c.root, keys[i]) === undefined)
+  await downloadMissing(catalogue.name, files, missing, c, catalogue.mirrors)
+  const split = await readIdxDir(c.root, catalogue.name, catalogue.classes)
   // Read again by name only from the folder the name stands for.
-  return root === resolve(defaultRoot) ? { ...split, source: catalogue.name } : split
+  return c.defaultRoot ? { ...split, source: catalogue.name } : split
 }
 
 /**

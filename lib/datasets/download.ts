@@ -107,14 +107,19 @@ async function attempt (url: string, temp: string, file: string, attemptNo: numb
       done(null, chunk)
     }
   })
-  // The socket timeout set on the request keeps running while the body streams.
-  response.socket?.setTimeout(o.timeoutMs, () => response.destroy(new AttemptError(`no data for ${o.timeoutMs} ms`, false)))
+  // The socket timeout set on the request keeps running while the body streams. The socket may be
+  // kept alive for the next file, so its listener goes when this body is done.
+  const socket = response.socket
+  const stalled = (): void => { response.destroy(new AttemptError(`no data for ${o.timeoutMs} ms`, false)) }
+  socket?.setTimeout(o.timeoutMs, stalled)
   try {
     await pipeline(response, meter, createWriteStream(temp, { flags: 'wx' }))
   } catch (err) {
     if (o.signal?.aborted) throw err
     const why = err instanceof AttemptError ? err.message : 'connection closed'
     throw new AttemptError(`${why} after ${received}${total === undefined ? '' : ` of ${total}`} bytes`, false)
+  } finally {
+    socket?.removeListener('timeout', stalled)
   }
   if (total !== undefined && received !== total) {
     throw new AttemptError(`truncated: ${received} of ${total} bytes`, false)

@@ -30,12 +30,14 @@ const IMAGE_FILE = /\.(png|jpe?g|webp|gif|tiff?|avif)$/i
 const FORMATS = 'PNG, JPEG, WebP, GIF, TIFF, AVIF'
 const DECODE_CONCURRENCY = 8
 
-interface Listed {
+/** An image file and its label. */
+export interface Listed {
   file: string
   label: number
 }
 
-async function subfolders (dir: string): Promise<string[]> {
+/** The sub-folders of `dir` whose names do not start with a dot, sorted. */
+export async function subfolders (dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true })
   return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort()
 }
@@ -89,7 +91,7 @@ function availableMemory (): number {
 }
 
 /** Refuses, before decoding anything, `count` images that would not fit in memory. */
-function assertFits (dir: string, count: number, target: ImageTarget): void {
+export function assertFits (dir: string, count: number, target: ImageTarget): void {
   const { width, height, channels } = target
   const needed = count * width * height * channels
   const available = availableMemory()
@@ -120,7 +122,7 @@ function progressReporter (total: number, onProgress: ((event: ImageFolderProgre
  * native-pixels.ts; no per-image arrays kept), `DECODE_CONCURRENCY` images at a time over all the
  * lists together.
  */
-async function decodeAll (lists: Listed[][], classes: string[], target: ImageTarget, advance: () => void): Promise<LabelledImages[]> {
+export async function decodeAll (lists: Listed[][], classes: string[], target: ImageTarget, advance: () => void): Promise<LabelledImages[]> {
   const { width, height, channels, fit } = target
   const parts = lists.map((listed) => ({ store: createStore(listed.length, width, height, channels), labels: new Int32Array(listed.length) }))
   const jobs = lists.flatMap((listed, s) => listed.map((item, i) => ({ ...item, s, i })))

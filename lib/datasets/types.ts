@@ -21,22 +21,25 @@ export interface LabelledImages {
   readonly classes: readonly string[]
 }
 
-/** A data set: a training split and a test split over the same classes. */
+/**
+ * A data set: a training split and a test split, over the same classes except where a set says
+ * otherwise (Omniglot's splits have classes of their own: each split's `classes` are its own).
+ */
 export interface DataSplit {
   /** What the data is, e.g. `"mnist (embedded)"` or the folder it came from. */
   readonly name: string
   readonly train: LabelledImages
   readonly test: LabelledImages
   /**
-   * How to read the same data again: `'embedded'`, `'mnist'`, `'fashion-mnist'` or a folder's
+   * How to read the same data again: `'embedded'`, `'mnist'`, `'fashion-mnist'`, `'omniglot'` or a folder's
    * path, as `train({ data })` takes them. Checkpoints record it, so that a resume finds its data.
    * Absent for sets built in memory (and for a catalogued set read from another `root`).
    */
   readonly source?: string
   /**
    * Per-channel mean and standard deviation of the training images' pixels (0..1), which
-   * `train` normalises with unless given `mean` and `std`. Set by `datasets.imageFolder`; absent
-   * for the named sets, which use the reference recipe's MNIST values.
+   * `train` normalises with unless given `mean` and `std`. Set by `datasets.imageFolder` and
+   * `datasets.omniglot`; absent for the other named sets, which use the reference recipe's MNIST values.
    */
   readonly stats?: { readonly mean: readonly number[], readonly std: readonly number[] }
 }

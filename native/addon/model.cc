@@ -13,6 +13,7 @@
 #include "../core/device.h"
 #include "../core/evaluate.h"
 #include "../core/inference.h"
+#include "../core/metrics.h"
 #include "../core/model.h"
 #include "../core/model_file.h"
 #include "../core/trainer.h"
@@ -368,7 +369,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // evaluate(set, { testSeed, ways, episodes, seed }) -> Promise<metrics>
+  // evaluate(set, { testSeed, ways, shots, queries, episodes, seed, classGroups: number[],
+  // allPairs, retrieval }) -> Promise<metrics> (lib/model.ts's Metrics, less what lib/ adds).
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
@@ -377,12 +379,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const Napi::Object o = info[1].As<Napi::Object>();
       core::EvaluationOptions options;
       options.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
-      options.ways = static_cast<int>(num(o, "ways"));
-      options.episodes = static_cast<int>(num(o, "episodes"));
-      options.seed = static_cast<uint64_t>(num(o, "seed"));
+      options.episodes.ways = static_cast<int>(num(o, "ways"));
+      options.episodes.shots = static_cast<int>(num(o, "shots"));
+      options.episodes.queries = static_cast<int>(num(o, "queries"));
+      options.episodes.episodes = static_cast<int>(num(o, "episodes"));
+      options.episodes.seed = static_cast<uint64_t>(num(o, "seed"));
+      for (const double group : numbers(o, "classGroups"))
+        options.episodes.classGroups.push_back(static_cast<int32_t>(group));
+      options.allPairs = o.Get("allPairs").ToBoolean().Value();
+      options.retrieval = o.Get("retrieval").ToBoolean().Value();
       return job<core::SetEvaluation>(
           env, [model, data, options]() { return core::evaluateSet(*model, *data, options); },
-          [](Napi::Env e, core::SetEvaluation& r) -> Napi::Value {
+          [options](Napi::Env e, core::SetEvaluation& r) -> Napi::Value {
             Napi::Object out = Napi::Object::New(e);
             out.Set("loss", r.pairs.loss);
             out.Set("accuracy", r.pairs.accuracy);
@@ -390,12 +398,70 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             out.Set("threshold", r.pairs.threshold);
             out.Set("bestAccuracy", r.pairs.bestAccuracy);
             out.Set("pairs", r.pairs.pairs);
-            out.Set("oneShotWays", r.ways);
-            out.Set("oneShotAccuracy", r.ways > 0 ? Napi::Value(Napi::Number::New(e, r.oneShotAccuracy)) : e.Null());
+            if (r.episodes) {
+              Napi::Object episodes = Napi::Object::New(e);
+              episodes.Set("ways", options.episodes.ways);
+              episodes.Set("shots", options.episodes.shots);
+              episodes.Set("queries", options.episodes.queries);
+              episodes.Set("episodes", options.episodes.episodes);
+              episodes.Set("accuracy", r.episodes->accuracy);
+              episodes.Set("ci95", r.episodes->ci95);
+              out.Set("episodes", episodes);
+            } else {
+              out.Set("episodes", e.Null());
+            }
+            Napi::Object verification = Napi::Object::New(e);
+            verification.Set("pairs", verificationObject(e, r.fixedPairs));
+            verification.Set("allPairs", r.allPairs ? Napi::Value(verificationObject(e, *r.allPairs)) : e.Null());
+            out.Set("verification", verification);
+            if (r.retrieval) {
+              Napi::Object retrieval = Napi::Object::New(e);
+              retrieval.Set("queries", r.retrieval->queries);
+              retrieval.Set("precisionAt1", r.retrieval->precisionAt1);
+              retrieval.Set("rPrecision", r.retrieval->rPrecision);
+              retrieval.Set("mapAtR", r.retrieval->mapAtR);
+              out.Set("retrieval", retrieval);
+            } else {
+              out.Set("retrieval", e.Null());
+            }
             return out;
           });
     });
   }
+
+  // A VerificationMetrics as lib/model.ts's Verification, its curve thinned for reports.
+  static Napi::Object verificationObject(Napi::Env env, const core::VerificationMetrics& m) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("positives", m.positives);
+    out.Set("negatives", m.negatives);
+    out.Set("auc", m.auc);
+    out.Set("eer", m.eer);
+    out.Set("eerThreshold", m.eerThreshold);
+    Napi::Array tar = Napi::Array::New(env, core::kTarFars.size());
+    for (size_t f = 0; f < core::kTarFars.size(); ++f) {
+      Napi::Object point = Napi::Object::New(env);
+      point.Set("far", core::kTarFars[f]);
+      point.Set("tar", m.tarAtFar[f] ? Napi::Value(Napi::Number::New(env, *m.tarAtFar[f])) : env.Null());
+      tar.Set(static_cast<uint32_t>(f), point);
+    }
+    out.Set("tarAtFar", tar);
+    const auto roc = core::thinRoc(m.roc, kRocPoints);
+    std::vector<double> far;
+    std::vector<double> truth;
+    std::vector<double> threshold;
+    for (const core::RocPoint& p : roc) {
+      far.push_back(p.falseAcceptRate);
+      truth.push_back(p.trueAcceptRate);
+      threshold.push_back(p.threshold);
+    }
+    Napi::Object curve = Napi::Object::New(env);
+    curve.Set("far", toArray(env, far));
+    curve.Set("tar", toArray(env, truth));
+    curve.Set("threshold", toArray(env, threshold));
+    out.Set("roc", curve);
+    return out;
+  }
+  static constexpr size_t kRocPoints = 200;
 
   // save(path) -> Promise<void>
   Napi::Value Save(const Napi::CallbackInfo& info) {

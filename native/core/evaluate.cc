@@ -1,6 +1,8 @@
 #include "evaluate.h"
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <numeric>
 
 #include "errors.h"
@@ -114,53 +116,246 @@ PairMetrics evaluatePairs(Model& model, const torch::Tensor& embeddings, const T
   return out;
 }
 
-double oneShotAccuracy(Model& model, const torch::Tensor& embeddings, const ClassIndex& index, int ways, int episodes,
-                       uint64_t seed) {
-  std::vector<int> usable;
-  for (int c = 0; c < index.numClasses(); ++c) {
-    if (index.members(c).size() >= 2) usable.push_back(c);
+namespace {
+
+// Elements of the largest temporary a scorer or an episode batch makes (floats: 32 MB).
+constexpr int64_t kWorkingElements = int64_t{1} << 23;
+
+}  // namespace
+
+PairScorer::PairScorer(Model& model) : distance_(model.loss() != Loss::PairCE) {
+  if (distance_) return;
+  torch::NoGradGuard noGrad;
+  {
+    std::lock_guard<std::mutex> lock(model.weightsMutex());
+    const auto& head = model.net()->headLayer();
+    weight_ = (head->weight[1] - head->weight[0]).detach().to(torch::kFloat).to(torch::kCPU).clone();
+    bias_ = (head->bias[1] - head->bias[0]).item<double>();
   }
-  if (ways < 2 || static_cast<size_t>(ways) > usable.size()) {
-    throw InvalidArgumentError(std::to_string(ways) + "-way one-shot needs " + std::to_string(ways) +
-                               " classes with two images or more; the set has " + std::to_string(usable.size()));
-  }
-  Rng rng(seed, 0x05e5);
-  int correct = 0;
-  std::vector<int64_t> supports(static_cast<size_t>(ways));
-  for (int e = 0; e < episodes; ++e) {
-    std::vector<int> pool = usable;
-    for (int w = 0; w < ways; ++w) {
-      std::swap(pool[static_cast<size_t>(w)],
-                pool[static_cast<size_t>(w) + static_cast<size_t>(rng.below(pool.size() - static_cast<size_t>(w)))]);
-    }
-    const int target = static_cast<int>(rng.below(static_cast<uint64_t>(ways)));
-    int64_t query = 0;
-    for (int w = 0; w < ways; ++w) {
-      const auto& m = index.members(pool[static_cast<size_t>(w)]);
-      const size_t s = static_cast<size_t>(rng.below(m.size()));
-      supports[static_cast<size_t>(w)] = m[s];
-      if (w == target) {
-        size_t q = static_cast<size_t>(rng.below(m.size() - 1));
-        if (q >= s) ++q;
-        query = m[q];
-      }
-    }
-    const auto support = embeddings.index_select(0, torch::tensor(supports, torch::kLong));
-    const auto queries = embeddings[query].unsqueeze(0).expand({ways, embeddings.size(1)});
-    const auto p = model.sameProbability(queries, support);
-    correct += p.argmax().item<int64_t>() == target;
-  }
-  return static_cast<double>(correct) / static_cast<double>(std::max(episodes, 1));
+  // w . |a - b| = sum over w_k > 0 of |w_k a_k - w_k b_k| - sum over w_k < 0 of |w_k| |a_k - b_k|:
+  // two L1 distances between rescaled embeddings.
+  positive_ = (weight_ > 0).nonzero().squeeze(1);
+  negative_ = (weight_ < 0).nonzero().squeeze(1);
 }
+
+torch::Tensor PairScorer::matrix(const torch::Tensor& a, const torch::Tensor& b) const {
+  torch::NoGradGuard noGrad;
+  if (distance_) return a.dim() == 2 ? -euclideanDistances(a, b) : -torch::cdist(a, b);
+  // The head's logit difference, w . |a - b| + c, as two L1 distances (see the constructor).
+  const auto l1 = [&](const torch::Tensor& dims) {
+    const auto index = dims.to(a.device());
+    const auto scale = weight_.index_select(0, dims).abs().to(a.device());
+    return torch::cdist(a.index_select(-1, index) * scale, b.index_select(-1, index) * scale, 1.0);
+  };
+  auto sizes = a.sizes().vec();
+  sizes.back() = b.size(-2);
+  auto out = torch::full(sizes, bias_, a.options());
+  if (positive_.numel() > 0) out += l1(positive_);
+  if (negative_.numel() > 0) out -= l1(negative_);
+  return out;
+}
+
+torch::Tensor PairScorer::rows(const torch::Tensor& a, const torch::Tensor& b) const {
+  torch::NoGradGuard noGrad;
+  if (distance_) return -(a - b).norm(2, 1);
+  return (a - b).abs().matmul(weight_.to(a.device())).add_(bias_);
+}
+
+std::pair<double, double> PairScorer::bounds(const torch::Tensor& embeddings) const {
+  torch::NoGradGuard noGrad;
+  // Along each dimension, |a - b| is at most that dimension's range R.
+  const auto range =
+      (std::get<0>(embeddings.max(0)) - std::get<0>(embeddings.min(0))).to(torch::kCPU).to(torch::kDouble);
+  double lo = 0;
+  double hi = 0;
+  if (distance_) {
+    lo = -range.pow(2).sum().sqrt().item<double>();
+  } else {
+    const auto spread = range * weight_.to(torch::kDouble);
+    lo = bias_ + spread.clamp_max(0).sum().item<double>();
+    hi = bias_ + spread.clamp_min(0).sum().item<double>();
+  }
+  // A little room, so that no rounding puts a score past either end, and lo < hi for a set of
+  // identical embeddings.
+  const double pad = 1e-6 * std::max({1.0, std::abs(lo), std::abs(hi)});
+  return {lo - pad, hi + pad};
+}
+
+double PairScorer::threshold(double score) const { return distance_ ? -score : 1.0 / (1.0 + std::exp(-score)); }
+
+void useModelThresholds(VerificationMetrics& m, const PairScorer& scorer) {
+  for (RocPoint& p : m.roc) p.threshold = scorer.threshold(p.threshold);
+  m.eerThreshold = scorer.threshold(m.eerThreshold);
+}
+
+EpisodeResult episodeAccuracy(const PairScorer& scorer, const torch::Tensor& embeddings, const ClassIndex& index,
+                              const EpisodeOptions& options) {
+  const int ways = options.ways;
+  const int shots = options.shots;
+  const int queries = options.queries;
+  if (ways < 2 || shots < 1 || queries < 1 || options.episodes < 1) {
+    throw InvalidArgumentError("episodes need at least 2 ways, 1 shot, 1 query and 1 episode");
+  }
+  const bool grouped = !options.classGroups.empty();
+  if (grouped && static_cast<int>(options.classGroups.size()) != index.numClasses()) {
+    throw InvalidArgumentError("one group a class");
+  }
+  // The classes an episode can draw: those with shots + queries images, by group.
+  const size_t perClass = static_cast<size_t>(shots + queries);
+  std::map<int32_t, std::vector<int>> byGroup;
+  for (int c = 0; c < index.numClasses(); ++c) {
+    if (index.members(c).size() >= perClass)
+      byGroup[grouped ? options.classGroups[static_cast<size_t>(c)] : 0].push_back(c);
+  }
+  std::vector<std::vector<int>> pools;
+  for (auto& [group, classes] : byGroup) {
+    if (classes.size() >= static_cast<size_t>(ways)) pools.push_back(std::move(classes));
+  }
+  if (pools.empty()) {
+    throw InvalidArgumentError(std::to_string(ways) + "-way " + std::to_string(shots) + "-shot episodes with " +
+                               std::to_string(queries) + " quer" + (queries == 1 ? "y" : "ies") + " a class need " +
+                               std::to_string(ways) + " classes with " + std::to_string(perClass) + " images or more" +
+                               (grouped ? " in one group" : "") + "; the set has none such");
+  }
+
+  // Draw every episode first: support [episodes, ways, shots], queries [episodes, ways, queries].
+  Rng rng(options.seed, 0x05e5);
+  const auto episodes = static_cast<size_t>(options.episodes);
+  std::vector<int64_t> support;
+  std::vector<int64_t> query;
+  support.reserve(episodes * static_cast<size_t>(ways * shots));
+  query.reserve(episodes * static_cast<size_t>(ways * queries));
+  std::vector<size_t> picks;
+  for (size_t e = 0; e < episodes; ++e) {
+    std::vector<int> pool = pools[static_cast<size_t>(rng.below(pools.size()))];
+    for (size_t w = 0; w < static_cast<size_t>(ways); ++w) {
+      std::swap(pool[w], pool[w + static_cast<size_t>(rng.below(pool.size() - w))]);
+      const auto& members = index.members(pool[w]);
+      picks.clear();
+      while (picks.size() < perClass) {  // distinct images of the class
+        const auto pick = static_cast<size_t>(rng.below(members.size()));
+        if (std::find(picks.begin(), picks.end(), pick) == picks.end()) picks.push_back(pick);
+      }
+      for (size_t k = 0; k < perClass; ++k)
+        (k < static_cast<size_t>(shots) ? support : query).push_back(members[picks[k]]);
+    }
+  }
+
+  torch::NoGradGuard noGrad;
+  const auto device = embeddings.device();
+  const int64_t dim = embeddings.size(1);
+  const int64_t supportCount = ways * shots;
+  const int64_t queryCount = ways * queries;
+  const auto supportIndex = torch::tensor(support, torch::kLong).view({-1, supportCount}).to(device);
+  const auto queryIndex = torch::tensor(query, torch::kLong).view({-1, queryCount}).to(device);
+  // The class of each query of an episode: 0 0 .. 1 1 .. (queries of a class are together).
+  const auto truth =
+      torch::arange(ways, torch::TensorOptions().dtype(torch::kLong).device(device)).repeat_interleave(queries);
+  const int64_t perEpisode = (queryCount + supportCount) * dim + queryCount * supportCount;
+  const int64_t chunk = std::max<int64_t>(1, kWorkingElements / std::max<int64_t>(1, perEpisode));
+  std::vector<torch::Tensor> correct;
+  for (int64_t start = 0; start < options.episodes; start += chunk) {
+    const int64_t count = std::min<int64_t>(chunk, options.episodes - start);
+    const auto s =
+        embeddings.index_select(0, supportIndex.narrow(0, start, count).reshape(-1)).view({count, ways, shots, dim});
+    const auto q =
+        embeddings.index_select(0, queryIndex.narrow(0, start, count).reshape(-1)).view({count, queryCount, dim});
+    torch::Tensor scores;  // [count, queryCount, ways], higher: that class
+    if (scorer.distance()) {
+      scores = -torch::cdist(q, s.mean(2));
+    } else {
+      const auto p = torch::sigmoid(scorer.matrix(q, s.reshape({count, supportCount, dim})));
+      scores = p.view({count, queryCount, ways, shots}).mean(3);
+    }
+    correct.push_back((scores.argmax(2) == truth).to(torch::kDouble).mean(1));
+  }
+  const auto perEpisodeAccuracy = torch::cat(correct).to(torch::kCPU);
+  EpisodeResult out;
+  out.accuracy = perEpisodeAccuracy.mean().item<double>();
+  out.ci95 = options.episodes > 1
+                 ? 1.96 * perEpisodeAccuracy.std().item<double>() / std::sqrt(static_cast<double>(options.episodes))
+                 : 0;
+  return out;
+}
+
+VerificationMetrics allPairsVerification(const PairScorer& scorer, const torch::Tensor& embeddings,
+                                         const std::vector<int32_t>& labels) {
+  const int64_t n = embeddings.size(0);
+  if (static_cast<int64_t>(labels.size()) != n) throw InvalidArgumentError("one label an embedding");
+  torch::NoGradGuard noGrad;
+  const auto [lo, hi] = scorer.bounds(embeddings);
+  ScoreHistogram histogram(lo, hi);
+  const auto device = embeddings.device();
+  const auto label = torch::tensor(labels, torch::kInt).to(device);
+  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(device);
+  // Tiles of rows i against columns j, of at most kTile x kTile pairs (their scores, bins, masks
+  // and copies stay within some 50 MB), aligned so that they come in four shapes at most: the
+  // allocator reuses their buffers instead of mapping new ones. Only tiles with pairs i < j.
+  constexpr int64_t kTile = 1024;
+  for (int64_t r0 = 0; r0 < n; r0 += kTile) {
+    const int64_t rows = std::min(kTile, n - r0);
+    const auto a = embeddings.narrow(0, r0, rows);
+    const auto i = torch::arange(r0, r0 + rows, longs).unsqueeze(1);
+    const auto labelsI = label.narrow(0, r0, rows).unsqueeze(1);
+    for (int64_t c0 = r0; c0 < n; c0 += kTile) {
+      const int64_t columns = std::min(kTile, n - c0);
+      const auto scores = scorer.matrix(a, embeddings.narrow(0, c0, columns));
+      const auto upper = torch::arange(c0, c0 + columns, longs).unsqueeze(0) > i;
+      const auto same = labelsI == label.narrow(0, c0, columns).unsqueeze(0);
+      histogram.add(scores.masked_select(upper), same.masked_select(upper));
+    }
+  }
+  return histogram.metrics();
+}
+
+namespace {
+
+// Whether `labels` make at least one same pair and one different pair.
+bool bothKindsOfPair(const ClassIndex& index) {
+  int withImages = 0;
+  bool twice = false;
+  for (int c = 0; c < index.numClasses(); ++c) {
+    withImages += !index.members(c).empty();
+    twice = twice || index.members(c).size() >= 2;
+  }
+  return twice && withImages >= 2;
+}
+
+}  // namespace
 
 SetEvaluation evaluateSet(Model& model, const ImageData& set, const EvaluationOptions& options) {
   const ClassIndex index(set.labels.data(), set.labels.size(), set.numClasses);
   const auto embeddings = model.embedImages(set.images);
+  const Triplets triplets = balancedTriplets(index, options.testSeed, 0);
   SetEvaluation out;
-  out.pairs = evaluatePairs(model, embeddings, balancedTriplets(index, options.testSeed, 0));
-  out.ways = options.ways;
-  if (options.ways > 0)
-    out.oneShotAccuracy = oneShotAccuracy(model, embeddings, index, options.ways, options.episodes, options.seed);
+  out.pairs = evaluatePairs(model, embeddings, triplets);
+
+  const PairScorer scorer(model);
+  const auto onDevice = embeddings.to(model.device());
+  {
+    const auto pick = [&](const std::vector<int64_t>& v) {
+      return onDevice.index_select(0, torch::tensor(v, torch::kLong).to(onDevice.device()));
+    };
+    const auto anchors = pick(triplets.anchor);
+    const auto positive = scorer.rows(anchors, pick(triplets.positive)).to(torch::kCPU).to(torch::kDouble).contiguous();
+    const auto negative = scorer.rows(anchors, pick(triplets.negative)).to(torch::kCPU).to(torch::kDouble).contiguous();
+    std::vector<double> scores(positive.data_ptr<double>(), positive.data_ptr<double>() + positive.numel());
+    scores.insert(scores.end(), negative.data_ptr<double>(), negative.data_ptr<double>() + negative.numel());
+    std::vector<uint8_t> same(scores.size(), 0);
+    std::fill(same.begin(), same.begin() + positive.numel(), 1);
+    out.fixedPairs = verificationMetrics(scores, same);
+    useModelThresholds(out.fixedPairs, scorer);
+  }
+  if (options.allPairs && bothKindsOfPair(index)) {
+    out.allPairs = allPairsVerification(scorer, onDevice, set.labels);
+    useModelThresholds(*out.allPairs, scorer);
+  }
+  if (options.retrieval) {
+    // Nearest neighbours by the embeddings' Euclidean distance, whatever the loss, as
+    // metric-learning work measures them.
+    out.retrieval = retrievalMetrics(onDevice, set.labels);
+  }
+  if (options.episodes.ways > 0) out.episodes = episodeAccuracy(scorer, onDevice, index, options.episodes);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "inference.h"
 
 #include "errors.h"
+#include "evaluate.h"
 
 namespace siamese::core {
 
@@ -24,14 +25,31 @@ torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torc
   const auto e = model.embedImages(torch::cat({queries, support}));
   const auto eq = e.narrow(0, 0, q);
   const auto es = e.narrow(0, q, s);
-  // All (query, support) pairs at once: [q * s] probabilities.
-  const auto p = model.sameProbability(eq.repeat_interleave(s, 0), es.repeat({q, 1})).view({q, s});
-  auto scores = torch::full({q, numClasses}, -1.0f);
   const auto index = torch::tensor(std::vector<int64_t>(labels.begin(), labels.end()), torch::kLong);
+  auto scores = torch::full({q, numClasses}, -1.0f);
+  const PairScorer scorer(model);
+  torch::NoGradGuard noGrad;
+  if (!scorer.distance()) {
+    // Every (query, support) pair at once: [q, s] probabilities, averaged over each class's.
+    const auto p = torch::sigmoid(scorer.matrix(eq, es));
+    for (int64_t c = 0; c < numClasses; ++c) {
+      const auto members = (index == c).nonzero().squeeze(1);
+      if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).mean(1));
+    }
+    return scores;
+  }
+  std::vector<int64_t> present;
+  std::vector<torch::Tensor> prototypes;
   for (int64_t c = 0; c < numClasses; ++c) {
     const auto members = (index == c).nonzero().squeeze(1);
-    if (members.numel() > 0) scores.select(1, c).copy_(p.index_select(1, members).amax(1));
+    if (members.numel() == 0) continue;
+    present.push_back(c);
+    prototypes.push_back(es.index_select(0, members).mean(0));
   }
+  const auto k = static_cast<int64_t>(present.size());
+  const auto p =
+      model.sameProbability(eq.repeat_interleave(k, 0), torch::stack(prototypes).repeat({q, 1})).view({q, k});
+  scores.index_copy_(1, torch::tensor(present, torch::kLong), p);
   return scores;
 }
 

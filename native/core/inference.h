@@ -14,8 +14,10 @@ namespace siamese::core {
 // P(same) of each pair (left[i], right[i]): uint8 [N, H, W, C] twice -> float [N] (CPU).
 torch::Tensor predictPairs(Model& model, const torch::Tensor& left, const torch::Tensor& right);
 
-// One-shot and k-shot classification: for each query and class, the highest P(same) between the
-// query and that class's support images; -1 for a class with no support image. queries uint8
+// One-shot and k-shot classification, by the rules of evaluation's episodes: for each query and
+// class, the mean P(same) between the query and that class's support images (pair-ce), or P(same)
+// of the query and the class's prototype, the mean embedding of its support images (distance
+// losses, whose P(same) falls with the distance); -1 for a class with no support image. queries uint8
 // [Q, H, W, C], support uint8 [S, H, W, C] with S labels in [0, numClasses) -> float [Q, numClasses].
 torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torch::Tensor& support,
                           const std::vector<int32_t>& labels, int64_t numClasses);

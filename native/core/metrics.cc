@@ -12,30 +12,46 @@ namespace siamese::core {
 
 VerificationMetrics verificationMetrics(const std::vector<double>& scores, const std::vector<uint8_t>& same) {
   if (scores.size() != same.size()) throw InvalidArgumentError("one same/different label a score");
+  for (const double score : scores) {
+    if (!std::isfinite(score)) throw InvalidArgumentError("pair scores must be finite");
+  }
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  // Pairs of one score enter the curve together, so a tie is a diagonal step (and counts half in
+  // the area).
+  std::vector<ScoreGroup> groups;
+  for (const size_t i : order) {
+    if (groups.empty() || groups.back().score != scores[i]) groups.push_back({scores[i], 0, 0});
+    ++(same[i] ? groups.back().positives : groups.back().negatives);
+  }
+  return verificationFromGroups(groups);
+}
+
+VerificationMetrics verificationFromGroups(const std::vector<ScoreGroup>& groups) {
   VerificationMetrics out;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (!std::isfinite(scores[i])) throw InvalidArgumentError("pair scores must be finite");
-    ++(same[i] ? out.positives : out.negatives);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].negatives < 0 || groups[g].positives < 0 || (g > 0 && !(groups[g].score < groups[g - 1].score))) {
+      throw InvalidArgumentError("score groups must be counts in decreasing order of score");
+    }
+    out.positives += groups[g].positives;
+    out.negatives += groups[g].negatives;
   }
   if (out.positives == 0 || out.negatives == 0) {
     throw InvalidArgumentError("verification metrics need same pairs and different pairs");
   }
   const auto positives = static_cast<double>(out.positives);
   const auto negatives = static_cast<double>(out.negatives);
-  std::vector<size_t> order(scores.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
 
-  // The curve, threshold going down: every pair of a score >= threshold is accepted. Pairs of one
-  // score enter together, so a tie is a diagonal step (and counts half in the area).
-  const double top = scores[order[0]];
-  out.roc.push_back({std::nextafter(top, std::numeric_limits<double>::infinity()), 0, 0});
+  // The curve, threshold going down: every pair of a score >= threshold is accepted.
+  out.roc.push_back({std::nextafter(groups.front().score, std::numeric_limits<double>::infinity()), 0, 0});
   int64_t accepted[2] = {0, 0};  // different, same
-  for (size_t i = 0; i < order.size();) {
-    const double score = scores[order[i]];
-    for (; i < order.size() && scores[order[i]] == score; ++i) ++accepted[same[order[i]] ? 1 : 0];
+  for (const ScoreGroup& g : groups) {
+    accepted[0] += g.negatives;
+    accepted[1] += g.positives;
+    if (g.negatives == 0 && g.positives == 0) continue;
     out.roc.push_back(
-        {score, static_cast<double>(accepted[0]) / negatives, static_cast<double>(accepted[1]) / positives});
+        {g.score, static_cast<double>(accepted[0]) / negatives, static_cast<double>(accepted[1]) / positives});
   }
 
   out.auc = 0;
@@ -72,7 +88,7 @@ VerificationMetrics verificationMetrics(const std::vector<double>& scores, const
 }
 
 RetrievalMetrics retrievalMetrics(const torch::Tensor& embeddings, const std::vector<int32_t>& labels,
-                                  int64_t blockSize) {
+                                  int64_t blockSize, const DistanceFunction& distance) {
   TORCH_CHECK(embeddings.dim() == 2, "embeddings must be [N, E]");
   const int64_t n = embeddings.size(0);
   if (static_cast<int64_t>(labels.size()) != n) throw InvalidArgumentError("one label an embedding");
@@ -92,7 +108,8 @@ RetrievalMetrics retrievalMetrics(const torch::Tensor& embeddings, const std::ve
     for (int64_t q = start; q < end; ++q) largestR = std::max(largestR, members[labels[static_cast<size_t>(q)]] - 1);
     if (largestR == 0) continue;
     // Distances of this block's queries to every embedding, a query's own made infinite.
-    torch::Tensor distances = torch::cdist(all.narrow(0, start, end - start), all);
+    const torch::Tensor queries = all.narrow(0, start, end - start);
+    torch::Tensor distances = distance ? distance(queries, all).to(torch::kFloat) : euclideanDistances(queries, all);
     const auto rows = torch::arange(end - start, torch::TensorOptions().dtype(torch::kLong).device(all.device()));
     distances.index_put_({rows, rows + start}, std::numeric_limits<float>::infinity());
     const torch::Tensor nearest =
@@ -122,6 +139,77 @@ RetrievalMetrics retrievalMetrics(const torch::Tensor& embeddings, const std::ve
     out.rPrecision = rPrecision / q;
     out.mapAtR = mapAtR / q;
   }
+  return out;
+}
+
+torch::Tensor euclideanDistances(const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "rows of one length");
+  torch::NoGradGuard noGrad;
+  if (!(a.is_cpu() && a.scalar_type() == torch::kFloat && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn()) ||
+      a.size(0) < 2 || b.size(0) < 2) {
+    return torch::cdist(a, b);
+  }
+  // |a - b|^2 = |a|^2 + |b|^2 - 2 a . b, the products as a convolution of A one-pixel images of E
+  // channels with B one-pixel kernels (what cdist does with a matrix product).
+  const auto products = torch::conv2d(a.contiguous().view({a.size(0), a.size(1), 1, 1}),
+                                      b.contiguous().view({b.size(0), b.size(1), 1, 1}))
+                            .view({a.size(0), b.size(0)});
+  const auto squared = a.pow(2).sum(1, true) + b.pow(2).sum(1).unsqueeze(0) - 2 * products;
+  return squared.clamp_min_(0).sqrt_();
+}
+
+ScoreHistogram::ScoreHistogram(double lo, double hi, int64_t bins) : lo_(lo), width_(0), bins_(bins) {
+  if (!std::isfinite(lo) || !std::isfinite(hi) || !(lo < hi) || bins < 1) {
+    throw InvalidArgumentError("a score histogram needs finite lo < hi and at least one bin");
+  }
+  width_ = (hi - lo) / static_cast<double>(bins);
+  counts_ = torch::zeros({2 * bins}, torch::kLong);
+}
+
+void ScoreHistogram::add(const torch::Tensor& scores, const torch::Tensor& same) {
+  TORCH_CHECK(scores.dim() == 1 && same.sizes() == scores.sizes(), "one same/different flag a score");
+  if (scores.numel() == 0) return;
+  torch::NoGradGuard noGrad;
+  if (!torch::isfinite(scores).all().item<bool>()) throw InvalidArgumentError("pair scores must be finite");
+  // In double: a float's rounding must not move a score below the edge of its own bin.
+  const torch::Tensor bin =
+      ((scores.to(torch::kDouble) - lo_) / width_).floor_().clamp_(0, static_cast<double>(bins_ - 1));
+  const torch::Tensor slot = bin.to(torch::kLong) + same.to(torch::kLong) * bins_;
+  counts_ += torch::bincount(slot, {}, 2 * bins_).to(torch::kCPU);
+}
+
+VerificationMetrics ScoreHistogram::metrics() const {
+  const int64_t* counts = counts_.data_ptr<int64_t>();
+  std::vector<ScoreGroup> groups;
+  for (int64_t b = bins_ - 1; b >= 0; --b) {
+    if (counts[b] == 0 && counts[bins_ + b] == 0) continue;
+    groups.push_back({lo_ + static_cast<double>(b) * width_, counts[b], counts[bins_ + b]});
+  }
+  if (groups.empty()) throw InvalidArgumentError("verification metrics need same pairs and different pairs");
+  return verificationFromGroups(groups);
+}
+
+std::vector<RocPoint> thinRoc(const std::vector<RocPoint>& roc, size_t points) {
+  if (roc.size() <= points || points < 2) return roc;
+  const double step = 1.0 / static_cast<double>(points);
+  // The logarithm of the false-accept rate, from its smallest non-zero value to 0.
+  double smallest = 1;
+  for (const RocPoint& p : roc) {
+    if (p.falseAcceptRate > 0) smallest = std::min(smallest, p.falseAcceptRate);
+  }
+  const double logRange = std::max(-std::log10(smallest), 1e-12);
+  const auto logFar = [&](double far) { return far > 0 ? std::log10(far) / logRange : -1.0 - step; };
+  std::vector<RocPoint> out{roc.front()};
+  for (size_t k = 1; k + 1 < roc.size(); ++k) {
+    const RocPoint& last = out.back();
+    const RocPoint& p = roc[k];
+    if (std::abs(p.falseAcceptRate - last.falseAcceptRate) >= step ||
+        std::abs(p.trueAcceptRate - last.trueAcceptRate) >= step ||
+        std::abs(logFar(p.falseAcceptRate) - logFar(last.falseAcceptRate)) >= step) {
+      out.push_back(p);
+    }
+  }
+  out.push_back(roc.back());
   return out;
 }
 

@@ -81,6 +81,9 @@ class SiameseNetImpl : public torch::nn::Module {
 
   // The head: linear2(|e1 - e2|) -> logits (different, same). [B, E] x [B, E] -> [B, 2].
   torch::Tensor head(const torch::Tensor& e1, const torch::Tensor& e2);
+  // The head's layer, for scoring many pairs at once without forming them (the caller holds the
+  // model's weights lock).
+  const torch::nn::Linear& headLayer() const { return linear2; }
 
   const NetworkShape& shape() const { return shape_; }
 

@@ -337,19 +337,19 @@ void testInference() {
   check(torch::allclose(p, direct), "predictPairs: P(same) of the pairs' embeddings");
   checkThrows<InvalidArgumentError>([&] { predictPairs(model, left, right.slice(0, 0, 3)); }, "unequal sides refused");
 
-  // classScores: per class, the best P(same) of the query against that class's support images.
+  // classScores (pair-ce): per class, the mean P(same) of the query with that class's support images.
   const auto queries = set.images.slice(0, 0, 2);
   const std::vector<int32_t> labels = {0, 1, 1, 2};
   const auto support = set.images.index_select(0, torch::tensor({1, 3, 5, 7}, torch::kLong));
   const auto scores = classScores(model, queries, support, labels, 4);
   check(scores.sizes() == torch::IntArrayRef({2, 4}), "classScores: [queries, classes]");
-  bool best = true;
+  bool mean = true;
   for (int64_t q = 0; q < 2; ++q) {
     const auto pq = predictPairs(model, queries[q].unsqueeze(0).expand({4, 28, 28, 1}).contiguous(), support);
-    best = best && std::abs(scores[q][1].item<float>() - std::max(pq[1].item<float>(), pq[2].item<float>())) < 1e-5f &&
+    mean = mean && std::abs(scores[q][1].item<float>() - (pq[1].item<float>() + pq[2].item<float>()) / 2) < 1e-5f &&
            std::abs(scores[q][0].item<float>() - pq[0].item<float>()) < 1e-5f;
   }
-  check(best, "classScores: the highest P(same) over a class's examples");
+  check(mean, "classScores: the mean P(same) over a class's examples (pair-ce)");
   check(scores[0][3].item<float>() == -1.0f, "a class without support scores -1");
   checkThrows<InvalidArgumentError>(
       [&] {
@@ -357,18 +357,181 @@ void testInference() {
       },
       "a support label outside the classes refused");
 
-  // evaluateSet: the fixed test pairs of the set, and one-shot episodes over its embeddings.
+  // A distance loss: P(same) of the query and each class's prototype (mean support embedding).
+  ModelConfig contrastive;
+  contrastive.loss = Loss::Contrastive;
+  Model distanceModel(contrastive, torch::kCPU, 3);
+  const auto dScores = classScores(distanceModel, queries, support, labels, 4);
+  const auto es = distanceModel.embedImages(support);
+  const auto prototypes = torch::stack({es[0], (es[1] + es[2]) / 2, es[3]});
+  const auto eq = distanceModel.embedImages(queries);
+  const auto expected =
+      distanceModel.sameProbability(eq.repeat_interleave(3, 0), prototypes.repeat({2, 1})).view({2, 3});
+  check(torch::allclose(dScores.slice(1, 0, 3), expected, 1e-5, 1e-6) && dScores[1][3].item<float>() == -1.0f,
+        "classScores: P(same) with the nearest prototype (distance losses)");
+
+  // PairScorer: the head's logit of same over different, or the negated distance.
+  const auto e1 = model.embedImages(set.images.slice(0, 0, 5));
+  const auto e2 = model.embedImages(set.images.slice(0, 4, 9));
+  const PairScorer scorer(model);
+  const auto logits = model.pairScores(e1, e2);
+  const auto logit = logits.select(1, 1) - logits.select(1, 0);
+  check(torch::allclose(scorer.rows(e1, e2), logit, 1e-4, 1e-5) &&
+            torch::allclose(scorer.matrix(e1, e2).diagonal(), logit, 1e-4, 1e-5),
+        "PairScorer (pair-ce): the head's logit difference, row by row and as a matrix");
+  check(std::abs(scorer.threshold(0.0) - 0.5) < 1e-12, "PairScorer: a logit of 0 is P(same) 0.5");
+  const auto all = torch::cat({e1, e2});
+  const auto [lo, hi] = scorer.bounds(all);
+  const auto every = scorer.matrix(all, all);
+  check(every.min().item<double>() >= lo && every.max().item<double>() <= hi, "PairScorer: bounds hold every score");
+  const PairScorer distanceScorer(distanceModel);
+  check(torch::allclose(distanceScorer.matrix(e1, e2), -torch::cdist(e1, e2), 1e-4, 1e-4) &&
+            distanceScorer.threshold(-2.5) == 2.5,
+        "PairScorer (distance losses): negated distances; thresholds are distances");
+
+  // evaluateSet: the fixed test pairs of the set, all pairs, retrieval and episodes, from one
+  // embedding of each image.
   const ImageData evalSet = shadedSet(4, 5);
   EvaluationOptions options;
-  options.ways = 3;
-  options.episodes = 50;
+  options.episodes.ways = 3;
+  options.episodes.episodes = 50;
   const SetEvaluation r = evaluateSet(model, evalSet, options);
   const ClassIndex index(evalSet.labels.data(), evalSet.labels.size(), evalSet.numClasses);
-  const PairMetrics pairs = evaluatePairs(model, model.embedImages(evalSet.images), balancedTriplets(index, 0, 0));
+  const auto embeddings = model.embedImages(evalSet.images);
+  const PairMetrics pairs = evaluatePairs(model, embeddings, balancedTriplets(index, 0, 0));
   check(r.pairs.pairs == 40 && r.pairs.auc == pairs.auc && r.pairs.accuracy == pairs.accuracy,
         "evaluateSet: the pair metrics of the set's fixed test pairs");
-  check(r.ways == 3 && r.oneShotAccuracy >= 0 && r.oneShotAccuracy <= 1, "evaluateSet: 3-way one-shot accuracy");
-  check(evaluateSet(model, evalSet, options).oneShotAccuracy == r.oneShotAccuracy, "seeded: the same again");
+  check(r.fixedPairs.positives == 20 && r.fixedPairs.negatives == 20 && std::abs(r.fixedPairs.auc - pairs.auc) < 0.03,
+        "evaluateSet: verification metrics of the same pairs");
+  check(r.allPairs && r.allPairs->positives == 4 * 10 && r.allPairs->negatives == 190 - 40,
+        "evaluateSet: all 190 pairs of 20 images, 40 of them same");
+  check(r.retrieval && r.retrieval->queries == 20, "evaluateSet: every image a retrieval query");
+  check(r.episodes && r.episodes->accuracy >= 0 && r.episodes->accuracy <= 1, "evaluateSet: 3-way one-shot accuracy");
+  check(evaluateSet(model, evalSet, options).episodes->accuracy == r.episodes->accuracy, "seeded: the same again");
+}
+
+// Episodes on embeddings made to order: classes as points on a line.
+void testEpisodes() {
+  ModelConfig contrastive;
+  contrastive.loss = Loss::Contrastive;
+  Model model(contrastive, torch::kCPU, 3);
+  const PairScorer scorer(model);
+  // Classes 0, 1 and 2 at 0, 10 and 20, each image +-0.1; class 3 at 0.05, on top of class 0.
+  std::vector<int32_t> labels;
+  std::vector<float> points;
+  for (int c = 0; c < 4; ++c) {
+    for (int i = 0; i < 6; ++i) {
+      labels.push_back(c);
+      points.push_back((c == 3 ? 0.05f : 10.0f * static_cast<float>(c)) + 0.1f * static_cast<float>(i % 3 - 1));
+    }
+  }
+  const auto embeddings = torch::tensor(points).view({-1, 1});
+  const ClassIndex index(labels.data(), labels.size(), 4);
+  EpisodeOptions o;
+  o.ways = 2;
+  o.shots = 2;
+  o.queries = 3;
+  o.episodes = 400;
+  o.seed = 9;
+  const EpisodeResult mixed = episodeAccuracy(scorer, embeddings, index, o);
+  check(mixed.accuracy < 0.99 && mixed.accuracy > 0.6 && mixed.ci95 > 0,
+        "episodes: classes 0 and 3 confused when drawn together");
+  check(episodeAccuracy(scorer, embeddings, index, o).accuracy == mixed.accuracy, "episodes: seeded");
+  o.seed = 10;
+  check(episodeAccuracy(scorer, embeddings, index, o).accuracy != mixed.accuracy, "episodes: another seed, others");
+  // Groups: 0 and 3 never meet when each is in its own group, with one far class each.
+  o.classGroups = {0, 0, 1, 1};
+  const EpisodeResult grouped = episodeAccuracy(scorer, embeddings, index, o);
+  check(grouped.accuracy == 1 && grouped.ci95 == 0, "episodes within groups: classes of one group only");
+  o.classGroups = {0, 1, 2, 3};
+  checkThrows<InvalidArgumentError>([&] { episodeAccuracy(scorer, embeddings, index, o); },
+                                    "no group with two classes: refused");
+  o.classGroups.clear();
+  o.shots = 5;
+  o.queries = 2;
+  checkThrows<InvalidArgumentError>([&] { episodeAccuracy(scorer, embeddings, index, o); },
+                                    "7 images a class needed, 6 there: refused");
+  // Prototype, not nearest neighbour: class 0 at -0.1, 0.1 and -0.3, class 1 at -0.35, 5 and 2.4.
+  // Over the 9 equally likely choices of the two queries, the nearest prototype is right for 15
+  // of the 18 queries (0.833), the nearest shot for 10 (0.556).
+  const auto line = torch::tensor({-0.1f, 0.1f, -0.3f, -0.35f, 5.0f, 2.4f}).view({-1, 1});
+  const std::vector<int32_t> two = {0, 0, 0, 1, 1, 1};
+  const ClassIndex twoIndex(two.data(), two.size(), 2);
+  EpisodeOptions p;
+  p.ways = 2;
+  p.shots = 2;
+  p.queries = 1;
+  p.episodes = 4000;
+  const double prototypeAccuracy = episodeAccuracy(scorer, line, twoIndex, p).accuracy;
+  check(std::abs(prototypeAccuracy - 15.0 / 18) < 0.03, "episodes (distance losses): nearest prototype");
+}
+
+// The histogram's metrics against the exact ones on the same scores.
+void testScoreHistogram() {
+  torch::manual_seed(11);
+  const int64_t n = 20000;
+  const auto same = torch::rand({n}) < 0.2;
+  const auto scores = torch::randn({n}) + same.to(torch::kFloat) * 1.5f;
+  std::vector<double> exactScores(static_cast<size_t>(n));
+  std::vector<uint8_t> exactSame(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    exactScores[static_cast<size_t>(i)] = scores[i].item<float>();
+    exactSame[static_cast<size_t>(i)] = same[i].item<bool>();
+  }
+  const VerificationMetrics exact = verificationMetrics(exactScores, exactSame);
+  ScoreHistogram histogram(scores.min().item<double>() - 1e-3, scores.max().item<double>() + 1e-3);
+  histogram.add(scores.slice(0, 0, 7000), same.slice(0, 0, 7000));
+  histogram.add(scores.slice(0, 7000), same.slice(0, 7000));
+  const VerificationMetrics binned = histogram.metrics();
+  check(binned.positives == exact.positives && binned.negatives == exact.negatives, "histogram: every pair counted");
+  check(std::abs(binned.auc - exact.auc) < 1e-4 && std::abs(binned.eer - exact.eer) < 1e-3,
+        "histogram: AUC and EER as exact");
+  bool tars = true;
+  for (size_t f = 0; f < kTarFars.size(); ++f) {
+    tars = tars && binned.tarAtFar[f].has_value() == exact.tarAtFar[f].has_value() &&
+           (!binned.tarAtFar[f] || std::abs(*binned.tarAtFar[f] - *exact.tarAtFar[f]) < 2e-3);
+  }
+  check(tars, "histogram: TAR at each FAR as exact");
+  // At a bin's edge the rates are exact: count the pairs at or above it.
+  const RocPoint& mid = binned.roc[binned.roc.size() / 2];
+  const auto accepted = scores.to(torch::kDouble) >= mid.threshold;
+  const double far = (accepted & ~same).sum().item<double>() / static_cast<double>(exact.negatives);
+  const double tar = (accepted & same).sum().item<double>() / static_cast<double>(exact.positives);
+  check(std::abs(far - mid.falseAcceptRate) < 1e-12 && std::abs(tar - mid.trueAcceptRate) < 1e-12,
+        "histogram: exact rates at a bin's edge");
+  checkThrows<InvalidArgumentError>([] { ScoreHistogram(1, 1); }, "histogram: an empty range refused");
+
+  const auto thin = thinRoc(exact.roc, 200);
+  check(thin.size() < exact.roc.size() && thin.size() <= 3 * 200 &&
+            thin.front().threshold == exact.roc.front().threshold &&
+            thin.back().threshold == exact.roc.back().threshold,
+        "thinRoc: a few hundred points, the ends kept");
+  check(thinRoc(exact.roc, 1000000).size() == exact.roc.size(), "thinRoc: a short curve as it is");
+
+  // All pairs of a set, through the histogram, against every pair's exact score.
+  ModelConfig contrastive;
+  contrastive.loss = Loss::Contrastive;
+  Model model(contrastive, torch::kCPU, 3);
+  const PairScorer scorer(model);
+  const auto embeddings = torch::randn({300, 8});
+  std::vector<int32_t> labels;
+  for (int i = 0; i < 300; ++i) labels.push_back(i % 7);
+  for (int i = 0; i < 300; ++i) embeddings[i] += static_cast<float>(labels[static_cast<size_t>(i)]) * 0.3f;
+  const auto d = scorer.matrix(embeddings, embeddings);
+  std::vector<double> pairScores;
+  std::vector<uint8_t> pairSame;
+  for (int i = 0; i < 300; ++i) {
+    for (int j = i + 1; j < 300; ++j) {
+      pairScores.push_back(d[i][j].item<double>());
+      pairSame.push_back(labels[static_cast<size_t>(i)] == labels[static_cast<size_t>(j)]);
+    }
+  }
+  const VerificationMetrics direct = verificationMetrics(pairScores, pairSame);
+  const VerificationMetrics streamed = allPairsVerification(scorer, embeddings, labels);
+  check(streamed.positives == direct.positives && streamed.negatives == direct.negatives &&
+            std::abs(streamed.auc - direct.auc) < 1e-4 && std::abs(streamed.eer - direct.eer) < 1e-3 &&
+            std::abs(streamed.eerThreshold - direct.eerThreshold) < 1e-2,
+        "allPairsVerification: every pair i < j, as scored one by one");
 }
 
 void testModelFileRoundTrip() {
@@ -578,6 +741,9 @@ void testRetrievalMetrics() {
   }
   for (const int64_t block : {int64_t{1}, int64_t{4}, int64_t{256}}) {
     const RetrievalMetrics m = retrievalMetrics(embeddings, labels, block);
+    const RetrievalMetrics l2 = retrievalMetrics(
+        embeddings, labels, block, [](const torch::Tensor& q, const torch::Tensor& a) { return torch::cdist(q, a); });
+    check(l2.mapAtR == m.mapAtR && l2.precisionAt1 == m.precisionAt1, "retrieval: a distance function given");
     check(m.queries == queries && std::abs(m.precisionAt1 - p1 / queries) < 1e-12 &&
               std::abs(m.rPrecision - rp / queries) < 1e-12 && std::abs(m.mapAtR - map / queries) < 1e-12,
           "retrieval metrics match all pairs, in blocks of " + std::to_string(block));
@@ -664,6 +830,8 @@ int main() {
   testContract();
   testDataFingerprint();
   testInference();
+  testEpisodes();
+  testScoreHistogram();
   testModelFileRoundTrip();
   testMetricsJson();
   testVerificationMetrics();
