@@ -134,7 +134,7 @@ t.test('evaluate: verification and retrieval metrics, seeded episodes', async (t
   t.equal(lean.auc, m.auc, 'the fixed pairs do not depend on the rest')
 
   for (const [options, why] of [[{ shots: 0 }, 'zero shots'], [{ queries: 0 }, 'zero queries'], [{ within: 'world' }, 'an unknown scope'], [{ allPairs: 'yes' }, 'a string for a boolean'],
-    [{ ways: 10, shots: 30 }, 'more shots than a class has']]) {
+    [{ ways: 10, shots: 30 }, 'more shots than a class has'], [{ ways: 10, shots: 100, queries: 100, episodes: 100000 }, 'too many images drawn']]) {
     await t.rejects(model.evaluate(set, options), { code: 'ERR_INVALID_ARG' }, `${why} refused`)
   }
 })

@@ -196,6 +196,12 @@ EpisodeResult episodeAccuracy(const PairScorer& scorer, const torch::Tensor& emb
   if (ways < 2 || shots < 1 || queries < 1 || options.episodes < 1) {
     throw InvalidArgumentError("episodes need at least 2 ways, 1 shot, 1 query and 1 episode");
   }
+  // Every episode's images are drawn up front: bound them (1e6 episodes of 20-way 5-shot is 1.2e8).
+  constexpr double kMaxDrawn = double{1 << 27};
+  if (static_cast<double>(options.episodes) * ways * (shots + queries) > kMaxDrawn) {
+    throw InvalidArgumentError("episodes x ways x (shots + queries) must be at most " +
+                               std::to_string(int64_t{1} << 27) + "; run fewer episodes");
+  }
   const bool grouped = !options.classGroups.empty();
   if (grouped && static_cast<int>(options.classGroups.size()) != index.numClasses()) {
     throw InvalidArgumentError("one group a class");
