@@ -406,15 +406,31 @@ function defineEvalCommand (program: Command): void {
         // A name or folder: evaluate() reads it at the model's size and channels, with its fit.
         return model.evaluate(flags.data, options)
       })
-      const outDir = await prepareOutDir(flags.outDir ?? dirname(resolve(path)), '--out-dir')
-      const pictures = await writeSvgAndPng(await rocSvg(m, `ROC: ${basename(path)}`), join(outDir, 'roc'))
+      const pictures = await drawRoc(m, path, flags.outDir)
       if (flags.json) {
         out(JSON.stringify({ ...m, pictures }))
         return
       }
       for (const line of formatMetrics(m)) out(line)
-      out(`ROC curve  ${pictures.join(', ')}`)
+      if (pictures.length > 0) out(`ROC curve  ${pictures.join(', ')}`)
     })
+}
+
+/**
+ * Draws roc.svg and roc.png in `outDir`, or beside the model. A folder given is a promise kept (its
+ * errors are the command's); the model's own folder may be read-only, so there a failure only
+ * warns, and the metrics are printed all the same.
+ */
+async function drawRoc (m: Metrics, modelPath: string, outDir: string | undefined): Promise<string[]> {
+  const draw = async (dir: string): Promise<string[]> => writeSvgAndPng(await rocSvg(m, `ROC: ${basename(modelPath)}`), join(dir, 'roc'))
+  if (outDir !== undefined) return draw(await prepareOutDir(outDir, '--out-dir'))
+  const dir = dirname(resolve(modelPath))
+  try {
+    return await draw(dir)
+  } catch (err) {
+    process.stderr.write(`siamese-torch: the ROC curve was not drawn in ${dir} (${err instanceof Error ? err.message : String(err)}); choose a folder with --out-dir\n`)
+    return []
+  }
 }
 
 /** A Metrics as aligned lines of text. */

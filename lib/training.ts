@@ -47,9 +47,9 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   // The model's classes: the training split's, or the test split's when it extends them (a set
   // built in memory whose training split lacks its last classes). Splits of other classes
   // (datasets.splitClasses) keep the training split's.
-  const extends_ = (longer: readonly string[], shorter: readonly string[]): boolean =>
+  const extendsClasses = (longer: readonly string[], shorter: readonly string[]): boolean =>
     longer.length > shorter.length && shorter.every((name, i) => longer[i] === name)
-  const classes = extends_(data.test.classes, data.train.classes) ? data.test.classes : data.train.classes
+  const classes = extendsClasses(data.test.classes, data.train.classes) ? data.test.classes : data.train.classes
   const numClasses = Math.max(data.train.classes.length, data.test.classes.length)
   const testClasses = presentClasses(data.test).length
   const unseen = unseenClasses(data.train, data.test)

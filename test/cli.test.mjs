@@ -1,6 +1,6 @@
 // The command line: every command on tiny data, text and --json, exit codes, files written.
 import t from 'tap'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -113,6 +113,18 @@ t.test('eval, compare, classify, embed', async (t) => {
   t.ok(evalJson.accuracy > 0.5)
   t.same(evalJson.pictures, [join(dirname(modelFile), 'roc.svg'), join(dirname(modelFile), 'roc.png')], "drawn in the model's folder by default")
   t.not(cli(['eval', modelFile, '--data', idxDir, '--shots', '0']).status, 0, '--shots 0 refused')
+  // A model's folder where the picture cannot be written (here: a folder in roc.svg's place): the
+  // metrics all the same, and a warning.
+  const blocked = join(scratch, 'blocked')
+  mkdirSync(join(blocked, 'roc.svg'), { recursive: true })
+  copyFileSync(modelFile, join(blocked, 'model.safetensors'))
+  const warned = cli(['eval', join(blocked, 'model.safetensors'), '--data', idxDir, '--ways', '0'])
+  t.equal(warned.status, 0, warned.stderr)
+  t.match(warned.stdout, /AUC {6}0\.\d{4}/)
+  t.notMatch(warned.stdout, /ROC curve/)
+  t.match(warned.stderr, `the ROC curve was not drawn in ${blocked}`)
+  t.not(cli(['eval', modelFile, '--data', idxDir, '--ways', '0', '--out-dir', join(modelFile, 'x')]).status, 0,
+    'a folder given that cannot be used: an error')
 
   const same = JSON.parse(cli(['compare', modelFile, a, a, '--json']).stdout)
   t.ok(same.pSame > 0.5, `an image with itself: ${same.pSame}`)
