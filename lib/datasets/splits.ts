@@ -3,8 +3,9 @@
 // below tell which classes a set holds and which of them a model has seen.
 import { SiameseTorchError } from '../errors.js'
 import { integerIn, invalidArg, isPlainObject, optionsObject } from '../validate.js'
-import { assertLabelledImages, pixelStats } from './arrays.js'
+import { assertLabelledImages, classCounts, pixelStats } from './arrays.js'
 import { createStore, imageBytes, nativeSet, storeOf } from './native-pixels.js'
+import { alphabetOf } from './omniglot.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
 /** Options of `datasets.splitClasses`. */
@@ -123,9 +124,8 @@ function selectClasses (set: LabelledImages, keep: readonly string[], side: stri
 
 /** The names of the classes that have images in `set`, in its class order. */
 export function presentClasses (set: LabelledImages): string[] {
-  const seen = new Uint8Array(set.classes.length)
-  for (const label of set.labels) seen[label] = 1
-  return set.classes.filter((_, i) => seen[i] === 1)
+  const counts = classCounts(set)
+  return set.classes.filter((_, i) => (counts[i] ?? 0) > 0)
 }
 
 /** How many classes with images in `test` have none in `train` (by name). */
@@ -135,15 +135,17 @@ export function unseenClasses (train: LabelledImages, test: LabelledImages): num
 }
 
 /**
- * The alphabet of each class, as a group number: the part of its name before the first '/', as in
- * Omniglot's "Latin/character01". Every name must have one.
+ * The alphabet of each class (`alphabetOf`: the part of its name before the first '/', as in
+ * Omniglot's "Latin/character01"), as a group number. Classes named without one are refused: each
+ * would be an alphabet of one.
  */
 export function alphabetsOf (classes: readonly string[]): number[] {
+  if (!classes.some((name) => name.includes('/'))) {
+    throw invalidArg('within', "'set', for classes not named 'alphabet/character'", `'alphabet' with classes such as '${classes[0] ?? ''}'`)
+  }
   const alphabets: string[] = []
   return classes.map((name) => {
-    const slash = name.indexOf('/')
-    if (slash <= 0) throw invalidArg('within', "'set', for classes not named 'alphabet/character'", `'alphabet' with a class named '${name}'`)
-    const alphabet = name.slice(0, slash)
+    const alphabet = alphabetOf(name)
     const known = alphabets.indexOf(alphabet)
     return known >= 0 ? known : alphabets.push(alphabet) - 1
   })
