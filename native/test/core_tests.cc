@@ -325,6 +325,24 @@ void testDataFingerprint() {
   check(dataFingerprint(test, train) != f, "the splits are not interchangeable");
 }
 
+// A model trained with a distance loss (its pairs scored by distance, its classes by prototype).
+Model contrastiveModel() {
+  ModelConfig config;
+  config.loss = Loss::Contrastive;
+  return Model(config, torch::kCPU, 3);
+}
+
+// Episodes of `ways` x (`shots` + `queries`) images, `count` of them.
+EpisodeOptions episodes(int ways, int shots, int queries, int count, uint64_t seed = 0) {
+  EpisodeOptions o;
+  o.ways = ways;
+  o.shots = shots;
+  o.queries = queries;
+  o.episodes = count;
+  o.seed = seed;
+  return o;
+}
+
 void testInference() {
   Model model(ModelConfig{}, torch::kCPU, 3);
   const ImageData set = shadedSet(3, 3);
@@ -358,9 +376,7 @@ void testInference() {
       "a support label outside the classes refused");
 
   // A distance loss: P(same) of the query and each class's prototype (mean support embedding).
-  ModelConfig contrastive;
-  contrastive.loss = Loss::Contrastive;
-  Model distanceModel(contrastive, torch::kCPU, 3);
+  Model distanceModel = contrastiveModel();
   const auto dScores = classScores(distanceModel, queries, support, labels, 4);
   const auto es = distanceModel.embedImages(support);
   const auto prototypes = torch::stack({es[0], (es[1] + es[2]) / 2, es[3]});
@@ -412,9 +428,7 @@ void testInference() {
 
 // Episodes on embeddings made to order: classes as points on a line.
 void testEpisodes() {
-  ModelConfig contrastive;
-  contrastive.loss = Loss::Contrastive;
-  Model model(contrastive, torch::kCPU, 3);
+  Model model = contrastiveModel();
   const PairScorer scorer(model);
   // Classes 0, 1 and 2 at 0, 10 and 20, each image +-0.1; class 3 at 0.05, on top of class 0.
   std::vector<int32_t> labels;
@@ -427,12 +441,7 @@ void testEpisodes() {
   }
   const auto embeddings = torch::tensor(points).view({-1, 1});
   const ClassIndex index(labels.data(), labels.size(), 4);
-  EpisodeOptions o;
-  o.ways = 2;
-  o.shots = 2;
-  o.queries = 3;
-  o.episodes = 400;
-  o.seed = 9;
+  EpisodeOptions o = episodes(2, 2, 3, 400, 9);
   const EpisodeResult mixed = episodeAccuracy(scorer, embeddings, index, o);
   check(mixed.accuracy < 0.99 && mixed.accuracy > 0.6 && mixed.ci95 > 0,
         "episodes: classes 0 and 3 confused when drawn together");
@@ -457,12 +466,7 @@ void testEpisodes() {
   const auto line = torch::tensor({-0.1f, 0.1f, -0.3f, -0.35f, 5.0f, 2.4f}).view({-1, 1});
   const std::vector<int32_t> two = {0, 0, 0, 1, 1, 1};
   const ClassIndex twoIndex(two.data(), two.size(), 2);
-  EpisodeOptions p;
-  p.ways = 2;
-  p.shots = 2;
-  p.queries = 1;
-  p.episodes = 4000;
-  const double prototypeAccuracy = episodeAccuracy(scorer, line, twoIndex, p).accuracy;
+  const double prototypeAccuracy = episodeAccuracy(scorer, line, twoIndex, episodes(2, 2, 1, 4000)).accuracy;
   check(std::abs(prototypeAccuracy - 15.0 / 18) < 0.03, "episodes (distance losses): nearest prototype");
 }
 
@@ -509,9 +513,7 @@ void testScoreHistogram() {
   check(thinRoc(exact.roc, 1000000).size() == exact.roc.size(), "thinRoc: a short curve as it is");
 
   // All pairs of a set, through the histogram, against every pair's exact score.
-  ModelConfig contrastive;
-  contrastive.loss = Loss::Contrastive;
-  Model model(contrastive, torch::kCPU, 3);
+  Model model = contrastiveModel();
   const PairScorer scorer(model);
   const auto embeddings = torch::randn({300, 8});
   std::vector<int32_t> labels;

@@ -316,6 +316,14 @@ def evaluate_optimized(model, pixels, pairs, channels_last, eager_embeddings):
     }
 
 
+def write_result(result, out):
+    """Prints a run's result as one JSON line (the driver reads the last) and writes it to `out`, if given."""
+    print(json.dumps(result), flush=True)
+    if out:
+        with open(out, 'w') as f:
+            json.dump(result, f, indent=2)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--tower', required=True, choices=['conv4', 'resnet18'])
@@ -410,10 +418,7 @@ def main():
     if args.eval_optimized:
         result.update(evaluate_optimized(model, pixels, pairs, channels_last, embeddings))
     result['bf16'] = bf16_report()
-    print(json.dumps(result), flush=True)
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+    write_result(result, args.out)
 
 
 if __name__ == '__main__':

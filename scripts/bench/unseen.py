@@ -89,7 +89,7 @@ import torch.nn.functional as F
 # The towers, imported from the scripts beside this one (they run nothing when imported).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import Net  # noqa: E402
-from towers import Conv4, Pixels, Siamese, embed_all, read_int32  # noqa: E402
+from towers import Conv4, Pixels, Siamese, embed_all, read_int32, write_result  # noqa: E402
 
 LOSSES = ('pair-ce', 'contrastive', 'triplet')
 
@@ -367,10 +367,7 @@ def main():
         'unseen': evaluation['test'],
         'seen': evaluation['seen'],
     }
-    print(json.dumps(result), flush=True)
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+    write_result(result, args.out)
 
 
 if __name__ == '__main__':
