@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
-import type { Channels, Loss, Mining, Optimizer, PairScheme, Tower } from './contract.js'
+import type { Channels, Loss, Mining, Optimizer, PairScheme, Precision, Tower } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 
 /** A GPU as the addon reports it. */
@@ -22,7 +22,10 @@ export interface NativeVersion {
   cudaBuild: boolean
   cuda: boolean
   cudaDevices: NativeCudaDevice[]
+  cpus: number
   threads: number
+  threadsBasis: string
+  bf16Cpu: boolean
 }
 
 /** Both files of one IDX split, as read natively. */
@@ -95,6 +98,8 @@ export interface NativeTrainConfig {
   momentum: number
   saveEvery: number
   outDir: string
+  /** Undefined: the model's own. */
+  precision: Precision | undefined
   threads: number
   testSeed: number
   startEpoch: number
@@ -181,7 +186,9 @@ export interface NativeEvaluationOptions {
 
 /** The addon's model object. */
 export interface NativeModel {
-  info(): { config: NativeModelConfig, device: string, threads: number, metadata: Record<string, string> }
+  info(): { config: NativeModelConfig, device: string, threads: number, precision: Precision, metadata: Record<string, string> }
+  /** Throws ERR_UNSUPPORTED where this machine cannot compute in it; ERR_BUSY while training. */
+  setPrecision(precision: Precision): void
   embed(images: Uint8Array, count: number): Promise<Float32Array>
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,

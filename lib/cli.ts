@@ -10,12 +10,12 @@ import { basename, dirname, extname, join, resolve } from 'node:path'
 import { SingleBar } from 'cli-progress'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 
-import { choices, defaults, evaluationSettings, modelSettings, trainingSettings, type Channels, type Fit, type Setting } from './contract.js'
+import { choices, defaults, evaluationSettings, modelSettings, trainingSettings, type Channels, type Fit, type Precision, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
-import { loadModel, train, type Metrics, type SiameseModel, type Verification } from './model.js'
+import { loadModel, train, type LoadModelOptions, type Metrics, type SiameseModel, type Verification } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
 import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, rocSvg, writeSvgAndPng } from './report.js'
@@ -104,9 +104,18 @@ function formatInfo (v: VersionInfo): string {
     `LibTorch       ${v.libtorch} (${v.cudaBuild ? 'CUDA' : 'CPU'} build, found via ${v.libtorchSource})`,
     `library        ${v.libtorchLibrary}`,
     `CUDA           ${v.cuda ? `yes, ${v.cudaDevices} device(s): ${gpus}` : 'no'}`,
-    `threads        ${v.threads}`,
+    `threads        ${v.threads} by default (${v.cpus} CPU${v.cpus === 1 ? '' : 's'} this process may use; from ${v.threadsBasis})`,
+    `bfloat16       ${v.bf16 ? 'yes, this CPU computes it natively' : 'no native support on this CPU'}`,
     `Node.js        ${process.version}`
   ].join('\n')
+}
+
+/** How many threads a run uses, and why: "2 threads (2 CPUs, affinity)" or "1 thread (--threads)". */
+function threadsLine (threads: number | undefined): string {
+  const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+  if (threads !== undefined) return `${plural(threads, 'thread')} (--threads)`
+  const v = version()
+  return `${plural(v.threads, 'thread')} (${plural(v.cpus, 'CPU')}, ${v.threadsBasis})`
 }
 
 // The training settings that are flags of `train`, and the model settings a new run builds with.
@@ -275,9 +284,9 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     controller.abort(new Error('stopped by Ctrl-C'))
   }
   process.on('SIGINT', onSigint)
-  if (!json && !tty) out(`training on ${source ?? 'the checkpoint\'s data'}; writing to ${outDir}`)
   try {
     const options = { ...trainOptionsFrom(flags, outDir), onProgress: report.onProgress, signal: controller.signal }
+    if (!json) out(`training on ${source ?? 'the checkpoint\'s data'} with ${threadsLine(options.threads)}${options.precision === 'bf16' ? ', in bf16' : ''}; writing to ${outDir}`)
     // A new run's data is read here once, for training and for the pictures; a resumed run's by
     // the library, at its checkpoint's input size.
     const folderTarget = {
@@ -320,8 +329,8 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
   return 0
 }
 
-async function withModel<T> (path: string, work: (model: SiameseModel) => Promise<T>): Promise<T> {
-  const model = await loadModel(path)
+async function withModel<T> (path: string, work: (model: SiameseModel) => Promise<T>, options: LoadModelOptions = {}): Promise<T> {
+  const model = await loadModel(path, options)
   try {
     return await work(model)
   } finally {
@@ -395,6 +404,7 @@ function defineEvalCommand (program: Command): void {
     .argument('<model>', 'a .safetensors model')
     .option('--data <source>', "embedded, mnist, fashion-mnist, omniglot or a folder, whose test split is used (default: the model's own data)")
   for (const key of keys) command.addOption(settingOption(key, evaluationSettings[key]))
+  command.addOption(settingOption('precision', modelSettings.precision))
   command
     .option('--out-dir <dir>', "where roc.svg and roc.png are drawn (default: the model's folder)")
     .option('--json', 'print JSON')
@@ -402,10 +412,11 @@ function defineEvalCommand (program: Command): void {
       '  siamese-torch eval omniglot.safetensors --data omniglot --ways 20 --within alphabet')
     .action(async (path: string, flags: Record<string, unknown> & { data?: string, outDir?: string, json?: boolean }) => {
       const options = Object.fromEntries(keys.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]))
+      const precision = flags['precision'] as Precision | undefined
       const m = await withModel(path, async (model) => {
         // A name or folder: evaluate() reads it at the model's size and channels, with its fit.
         return model.evaluate(flags.data, options)
-      })
+      }, precision === undefined ? {} : { precision })
       const pictures = await drawRoc(m, path, flags.outDir)
       if (flags.json) {
         out(JSON.stringify({ ...m, pictures }))

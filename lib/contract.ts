@@ -18,6 +18,8 @@ const TOWERS = ['reference', 'conv4', 'resnet18'] as const
 const FITS = ['cover', 'contain', 'fill'] as const
 /** Where an N-way episode draws its classes: the whole set, or one alphabet (see `evaluationSettings.within`). */
 const EPISODE_SCOPES = ['set', 'alphabet'] as const
+/** Compute precision: fp32, or bfloat16 compute with fp32 weights (see `Precision`). */
+const PRECISIONS = ['fp32', 'bf16'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist', 'omniglot'] as const
 
@@ -55,6 +57,16 @@ export type Tower = (typeof TOWERS)[number]
  * - `'cover'`: scaled to cover it, the overflow cropped around the centre.
  */
 export type Fit = (typeof FITS)[number]
+/**
+ * Compute precision of a model's forward passes, in training and inference:
+ * - `'fp32'`: everything in float32 (the recipe's, bit-identical for a given thread count).
+ * - `'bf16'`: convolutions, linear layers and matrix products compute in bfloat16 from float32
+ *   weights (LibTorch's autocast); the weights, the optimiser, the head, the loss and every metric
+ *   stay float32, and so do model files and checkpoints. Needs a CPU with AVX512_BF16 or AMX
+ *   (`version().bf16`) or a CUDA GPU of compute capability 8.0 or newer; elsewhere it is refused
+ *   with `ERR_UNSUPPORTED`.
+ */
+export type Precision = (typeof PRECISIONS)[number]
 /** Image channels: 1 (grey) or 3 (RGB). */
 export type Channels = 1 | 3
 export type DataSource = (typeof DATA_SOURCES)[number]
@@ -174,7 +186,7 @@ function perChannel (min: number, max: number, fallback: number, help: string): 
   }
 }
 
-const threads = integer(1, 1024, undefined, "LibTorch threads (default: LibTorch's, the physical cores)")
+const threads = integer(1, 1024, undefined, 'LibTorch threads (default: the CPUs this process may use, shared between the runs going)')
 const device: Setting<Device, 'auto'> = {
   kind: 'device',
   help: 'auto, cpu, cuda or cuda:N',
@@ -284,8 +296,10 @@ export const modelSettings = {
   device,
   /** Seed of the weight initialisation. */
   seed: seed('seed of the weight initialisation'),
-  /** LibTorch threads for this model's work, training and inference. Default: LibTorch's (the physical cores). */
-  threads
+  /** LibTorch threads for this model's work, training and inference. Default: `version().threads`, the CPUs this process may use, shared between the training runs going. */
+  threads,
+  /** Compute precision of its training and inference (see `Precision`). */
+  precision: choice(PRECISIONS, 'fp32', 'compute precision: fp32, or bf16 (bfloat16 compute, fp32 weights; CPUs with AVX512_BF16 or AMX, CUDA)')
 } as const
 
 /** How a model is trained: the options of `model.train` (and `train`) that are settings. */
@@ -308,8 +322,10 @@ export const trainingSettings = {
   batchSize: integer(1, 1 << 20, 64, 'triplets per batch (2 labelled pairs each)'),
   /** Seed of initialisation, pairs and order. Same seed on the CPU, same thread count: bit-identical weights. */
   seed: seed('seed of initialisation, pairs and order'),
-  /** LibTorch threads for training, and for the model's later inference. Default: LibTorch's (the physical cores). */
+  /** LibTorch threads for training, and for the model's later inference. Default: `version().threads`, the CPUs this process may use, shared between the training runs going. */
   threads,
+  /** Compute precision of training, kept for the model's later inference (see `Precision`). Default: the model's (`'fp32'` for a new one). */
+  precision: choice(PRECISIONS, undefined, 'compute precision: fp32, or bf16 (bfloat16 compute, fp32 weights; CPUs with AVX512_BF16 or AMX, CUDA) (default: the model\'s, fp32)'),
   /** Checkpoint every this many epochs (into outDir); 0 for none. */
   saveEvery: integer(0, 1_000_000, 2, 'checkpoint every n epochs (0: none)'),
   /**
@@ -407,7 +423,8 @@ export const choices = {
   tower: TOWERS,
   fit: FITS,
   data: DATA_SOURCES,
-  within: EPISODE_SCOPES
+  within: EPISODE_SCOPES,
+  precision: PRECISIONS
 } as const
 
 /** The default of every setting, by group: what a call gets for an option it does not pass. */

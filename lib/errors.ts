@@ -15,6 +15,8 @@
  *   fails, and the model and the process carry on.
  * - `ERR_TORCH`: any other LibTorch error.
  * - `ERR_CUDA_UNAVAILABLE`: a CUDA device asked for where there is none.
+ * - `ERR_UNSUPPORTED`: asked of a CPU or LibTorch build that cannot do it, e.g. `precision: 'bf16'`
+ *   on a CPU without AVX512_BF16 or AMX.
  * - `ERR_ADDON_LOAD`: the native addon could not be loaded.
  * - `ERR_NATIVE`, `ERR_NATIVE_OOM`: any other native failure, or out of memory outside LibTorch.
  */
@@ -29,6 +31,7 @@ export type ErrorCode =
   | 'ERR_TORCH'
   | 'ERR_TORCH_OOM'
   | 'ERR_CUDA_UNAVAILABLE'
+  | 'ERR_UNSUPPORTED'
   | 'ERR_ADDON_LOAD'
   | 'ERR_NATIVE'
   | 'ERR_NATIVE_OOM'

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { binding, type NativeModel } from './binding.js'
 import {
   defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings,
-  type Channels, type EpisodeScope, type Fit, type Loss, type Tower
+  type Channels, type EpisodeScope, type Fit, type Loss, type Precision, type Tower
 } from './contract.js'
 import { assertLabelledImages, toNativeData } from './datasets/arrays.js'
 import { DIGITS } from './datasets/embedded.js'
@@ -253,9 +253,14 @@ export class SiameseModel {
     return this.#use().info().device
   }
 
-  /** LibTorch threads its work uses (0: LibTorch's default, the physical cores). */
+  /** LibTorch threads its work uses now: the count it was given, or the default (`version().threads`, shared between the training runs going). */
   get threads (): number {
     return this.#use().info().threads
+  }
+
+  /** Compute precision of its training and inference (see `Precision`); its weights are float32 either way. */
+  get precision (): Precision {
+    return this.#use().info().precision
   }
 
   /** Class names of the data it was trained on, when known. */
@@ -532,11 +537,24 @@ export class SiameseModel {
 export async function createModel (options?: CreateModelOptions): Promise<SiameseModel> {
   const site = callSite()
   const plan = resolveModelPlan(optionsObject(options, 'options', CREATE_MODEL_OPTIONS))
-  return wrapNative(await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), site))
+  const native = await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), site)
+  return wrapNative(inPrecision(native, plan.precision))
+}
+
+/** A new native model set to compute in `precision`; freed when this machine cannot (ERR_UNSUPPORTED). */
+function inPrecision (native: NativeModel, precision: Precision): NativeModel {
+  if (precision === 'fp32') return native
+  try {
+    native.setPrecision(precision)
+  } catch (err) {
+    native.dispose()
+    throw err
+  }
+  return native
 }
 
 /** Options of `loadModel`. */
-export type LoadModelOptions = Partial<Pick<CreateModelOptions, 'device' | 'threads'>>
+export type LoadModelOptions = Partial<Pick<CreateModelOptions, 'device' | 'threads' | 'precision'>>
 
 /**
  * A model saved by `save` or by training (`model.safetensors`, or a checkpoint). Every header
@@ -550,11 +568,12 @@ export type LoadModelOptions = Partial<Pick<CreateModelOptions, 'device' | 'thre
 export async function loadModel (path: string, options?: LoadModelOptions): Promise<SiameseModel> {
   const site = callSite()
   const file = resolve(nonEmptyString(path, 'path'))
-  const o = optionsObject(options, 'options', ['device', 'threads'])
+  const o = optionsObject(options, 'options', ['device', 'threads', 'precision'])
   const device = read(modelSettings.device, o['device'], 'device')
   const threads = read(modelSettings.threads, o['threads'], 'threads') ?? 0
+  const precision = read(modelSettings.precision, o['precision'], 'precision')
   const { model } = await rethrowAtCallSite(binding().loadModel(file, device, threads, false), site)
-  return wrapNative(model)
+  return wrapNative(inPrecision(model, precision))
 }
 
 /**
@@ -592,7 +611,7 @@ async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseMo
   const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'), folder)
   assertModelSized(data, read(modelSettings.tower, o['tower'], 'tower'))
   const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats })
-  const model = wrapNative(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init))
+  const model = wrapNative(inPrecision(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), plan.precision))
   return trainOrFree(model, { ...o, data }, undefined)
 }
 

@@ -8,7 +8,7 @@ import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
   AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
   imageFolderSettings, modelSettings, read, trainingSettings,
-  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Resolved, type Setting, type Tower, type Values
+  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Setting, type Tower, type Values
 } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 import { assertLabelledImages } from './datasets/arrays.js'
@@ -25,7 +25,7 @@ import { integerIn, invalidArg, isPlainObject } from './validate.js'
 export type ModelSettings = Values<typeof modelSettings>
 /** The settings of a training run (see `trainingSettings` in the contract). */
 export type TrainingSettings = Values<typeof trainingSettings>
-/** The settings of a run once resolved: `threads` stays undefined for LibTorch's own count. */
+/** The settings of a run once resolved: `threads` stays undefined for the default count (`version().threads`). */
 export type ResolvedTrainingSettings = Resolved<typeof trainingSettings>
 
 /**
@@ -113,8 +113,9 @@ export interface ModelPlan {
   config: NativeModelConfig
   device: Device
   seed: number
-  /** 0: LibTorch's default. */
+  /** 0: the default count (`version().threads`). */
   threads: number
+  precision: Precision
   init: { path: string, prefix: string } | undefined
 }
 
@@ -216,6 +217,7 @@ export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape):
     device: read(modelSettings.device, o['device'], 'device'),
     seed: read(modelSettings.seed, o['seed'], 'seed'),
     threads: read(modelSettings.threads, o['threads'], 'threads') ?? 0,
+    precision: read(modelSettings.precision, o['precision'], 'precision'),
     init: resolveInit(o['init'])
   }
 }
@@ -343,6 +345,7 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
     batchSize: setting('batchSize', t.batchSize),
     seed: setting('seed', t.seed),
     threads: setting('threads', t.threads),
+    precision: setting('precision', t.precision),
     saveEvery: setting('saveEvery', t.saveEvery),
     freezeTower: setting('freezeTower', t.freezeTower),
     augment: setting('augment', t.augment)

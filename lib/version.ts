@@ -34,8 +34,18 @@ export interface VersionInfo {
   cudaDevices: number
   /** Those GPUs. */
   gpus: CudaDeviceInfo[]
-  /** LibTorch's intra-op thread count (default: the number of physical cores). */
+  /** The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota. */
+  cpus: number
+  /**
+   * LibTorch threads a model gets when its `threads` option is not set: `cpus`, unless
+   * `OMP_NUM_THREADS` says otherwise or several ranks share this host (`LOCAL_WORLD_SIZE`). Models
+   * training at once in one process share them.
+   */
   threads: number
+  /** Where `threads` came from: `'affinity'`, `'cgroup quota'`, `'OMP_NUM_THREADS'` or `'<n> local ranks'`. */
+  threadsBasis: string
+  /** True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX), so `precision: 'bf16'` can run on it. */
+  bf16: boolean
 }
 
 let cachedPackageVersion: string | undefined
@@ -67,6 +77,9 @@ export function version (): VersionInfo {
     cudaBuild: native.cudaBuild,
     cudaDevices: native.cudaDevices.length,
     gpus: native.cudaDevices.map((d) => ({ ...d })),
-    threads: native.threads
+    cpus: native.cpus,
+    threads: native.threads,
+    threadsBasis: native.threadsBasis,
+    bf16: native.bf16Cpu
   }
 }

@@ -174,7 +174,7 @@ t.test("device 'cuda' without CUDA: ERR_CUDA_UNAVAILABLE", { skip: version().cud
   await t.rejects(createModel({ device: 'cuda:1' }), { code: 'ERR_CUDA_UNAVAILABLE' })
   const model = await createModel({ device: 'auto' })
   t.equal(model.device, 'cpu', "'auto' falls back to the CPU")
-  t.equal(model.threads, 0, "threads: LibTorch's default unless given")
+  t.equal(model.threads, version().threads, 'threads: the default (the CPUs this process may use) unless given')
   model.dispose()
   await t.rejects(createModel({ threads: 0 }), { code: 'ERR_INVALID_ARG', message: 'Expected an integer from 1 to 1024 for threads but received number 0' })
   await t.rejects(createModel({ margin: 2 }), { code: 'ERR_INVALID_ARG', message: /no margin with loss 'pair-ce'/ }, 'createModel, like train, refuses a margin pair-ce has no use for')

@@ -12,8 +12,8 @@ const found = findLibtorch().found
 t.test('version() reports what the linked LibTorch is', async (t) => {
   const v = version()
   t.same(Object.keys(v).sort(), [
-    'cuda', 'cudaBuild', 'cudaDevices', 'gpus', 'libtorch', 'libtorchLibrary', 'libtorchSource',
-    'siameseTorch', 'threads'
+    'bf16', 'cpus', 'cuda', 'cudaBuild', 'cudaDevices', 'gpus', 'libtorch', 'libtorchLibrary', 'libtorchSource',
+    'siameseTorch', 'threads', 'threadsBasis'
   ])
   t.equal(v.siameseTorch, require('../package.json').version)
   t.equal(v.libtorch, found.version, 'the headers compiled in are the ones the finder found')
@@ -23,6 +23,8 @@ t.test('version() reports what the linked LibTorch is', async (t) => {
   t.equal(v.cudaDevices, v.gpus.length)
   if (!v.cuda) t.equal(v.cudaDevices, 0, 'no CUDA, no devices')
   t.ok(Number.isInteger(v.threads) && v.threads >= 1, `threads = ${v.threads}`)
+  t.ok(Number.isInteger(v.cpus) && v.cpus >= 1, `cpus = ${v.cpus}`)
+  t.type(v.bf16, 'boolean')
 })
 
 t.test('the ES module and CommonJS entry points share one implementation', async (t) => {

@@ -58,7 +58,10 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
       devices.Set(static_cast<uint32_t>(i), device);
     }
     out.Set("cudaDevices", devices);
+    out.Set("cpus", torch.cpus);
     out.Set("threads", torch.threads);
+    out.Set("threadsBasis", torch.threadsBasis);
+    out.Set("bf16Cpu", torch.bf16Cpu);
     return out;
   });
 }

@@ -29,6 +29,8 @@ ErrorInfo describeCurrentException() {
     return {"ERR_BAD_FILE", e.what(), e.path()};
   } catch (const core::CudaUnavailableError& e) {
     return {"ERR_CUDA_UNAVAILABLE", e.what(), ""};
+  } catch (const core::UnsupportedError& e) {
+    return {"ERR_UNSUPPORTED", e.what(), ""};
   } catch (const core::InvalidArgumentError& e) {
     return {"ERR_INVALID_ARG", e.what(), ""};
   } catch (const c10::OutOfMemoryError& e) {

@@ -16,6 +16,7 @@
 #include "../core/metrics.h"
 #include "../core/model.h"
 #include "../core/model_file.h"
+#include "../core/precision.h"
 #include "../core/trainer.h"
 #include "convert.h"
 #include "data.h"
@@ -260,6 +261,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceMethod("stopTraining", &ModelWrap::StopTraining),
                            InstanceMethod("dispose", &ModelWrap::Dispose),
                            InstanceMethod("setMetadata", &ModelWrap::SetMetadata),
+                           InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
                        });
   }
 
@@ -320,6 +322,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("config", configToJs(env, *model));
       out.Set("device", core::deviceName(model->device()));
       out.Set("threads", model->threads());
+      out.Set("precision", core::choiceName(model->precision()));
       Napi::Object metadata = Napi::Object::New(env);
       for (const auto& [k, v] : model->metadata()) metadata.Set(k, v);
       out.Set("metadata", metadata);
@@ -480,6 +483,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   // setMetadata(record): strings carried into every file this model writes (classes, options).
+  // setPrecision('fp32' | 'bf16'): ERR_UNSUPPORTED where this machine cannot compute in it.
+  Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      if (training_ != nullptr) throw makeError(env, {"ERR_BUSY", "this model is already training", ""});
+      model->setPrecision(core::parseChoice<core::Precision>(stringArg(info, 0)));
+      return env.Undefined();
+    });
+  }
+
   Napi::Value SetMetadata(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
@@ -667,6 +681,11 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.saveEvery = static_cast<int64_t>(num(o, "saveEvery"));
     c.outDir = str(o, "outDir");
     c.threads = static_cast<int>(num(o, "threads"));
+    // Absent: the model's own precision. Checked here, so that an unsupported one fails at once.
+    if (o.Get("precision").IsString()) {
+      c.precision = choice<core::Precision>(o, "precision");
+      core::checkPrecision(*c.precision, model->device());
+    }
     c.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
     c.freezeStages = static_cast<int64_t>(num(o, "freezeStages"));
     c.augment = readAugment(o.Get("augment").As<Napi::Object>());

@@ -20,6 +20,7 @@ enum class Mining { None, BatchHard, SemiHard };
 enum class Optimizer { Adam, Sgd };
 enum class PairScheme { Reference, Balanced };
 enum class Tower { Reference, Conv4, ResNet18 };
+enum class Precision { Fp32, Bf16 };
 
 // Each enum's values with their names, in the order lib/contract.ts lists them.
 template <typename Enum>
@@ -54,6 +55,12 @@ struct Choices<Tower> {
   static constexpr const char* kind = "tower";
   static constexpr std::array<std::pair<Tower, std::string_view>, 3> values{
       {{Tower::Reference, "reference"}, {Tower::Conv4, "conv4"}, {Tower::ResNet18, "resnet18"}}};
+};
+template <>
+struct Choices<Precision> {
+  static constexpr const char* kind = "precision";
+  static constexpr std::array<std::pair<Precision, std::string_view>, 2> values{
+      {{Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}}};
 };
 
 // The enum value named `name`; InvalidArgumentError for an unknown name.

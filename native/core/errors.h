@@ -1,5 +1,6 @@
 // Exceptions that native/core throws on purpose. The addon maps them to stable error codes:
-// BadFileError -> ERR_BAD_FILE (with the path), InvalidArgumentError -> ERR_INVALID_ARG.
+// BadFileError -> ERR_BAD_FILE (with the path), InvalidArgumentError -> ERR_INVALID_ARG,
+// UnsupportedError -> ERR_UNSUPPORTED.
 #pragma once
 
 #include <stdexcept>
@@ -26,6 +27,13 @@ class InvalidArgumentError : public std::invalid_argument {
 
 // A CUDA device was asked for but this LibTorch or machine has none (or not that one).
 class CudaUnavailableError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Asked of this machine or LibTorch build, which cannot do it (e.g. bfloat16 on a CPU without
+// AVX512_BF16 or AMX): ERR_UNSUPPORTED.
+class UnsupportedError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

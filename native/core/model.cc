@@ -1,6 +1,8 @@
 #include "model.h"
 
+#include "cpus.h"
 #include "errors.h"
+#include "precision.h"
 
 namespace siamese::core {
 
@@ -35,9 +37,19 @@ ModelConfig Model::config() const {
   return c;
 }
 
+int Model::threads() const {
+  const int set = threads_.load();
+  return set > 0 ? set : sharedDefaultThreads();
+}
+
 void Model::useThreads() const {
-  const int wanted = threads_.load();
-  if (wanted > 0 && at::get_num_threads() != wanted) at::set_num_threads(wanted);
+  const int wanted = threads();
+  if (at::get_num_threads() != wanted) at::set_num_threads(wanted);
+}
+
+void Model::setPrecision(Precision precision) {
+  checkPrecision(precision, device_);
+  precision_.store(precision);
 }
 
 void Model::useForTraining(bool training) {
@@ -83,7 +95,8 @@ torch::Tensor Model::embedImages(const torch::Tensor& images, int64_t batchSize)
   for (int64_t start = 0; start < n; start += batchSize) {
     const int64_t end = std::min(n, start + batchSize);
     const auto indices = torch::arange(start, end, torch::TensorOptions().dtype(torch::kLong).device(device_));
-    parts.push_back(net_->embedForInference(gatherNormalized(source, indices, config_.norm)));
+    const ComputeIn computeIn(precision(), device_);
+    parts.push_back(net_->embedForInference(gatherNormalized(source, indices, config_.norm)).to(torch::kFloat));
   }
   return torch::cat(parts).to(torch::kCPU);
 }

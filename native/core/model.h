@@ -38,7 +38,7 @@ using Metadata = std::map<std::string, std::string>;
 //     completed step. Never taken on the main thread (a step can take long).
 //   - metadataMutex_: the metadata strings; held only to copy or merge them, so the main thread
 //     may take it.
-//   - the threshold and the thread count are atomics.
+//   - the threshold, the thread count and the precision are atomics.
 class Model {
  public:
   // A new model with freshly initialised weights (PyTorch's default initialisation, seeded).
@@ -57,11 +57,19 @@ class Model {
   void setThreshold(double threshold) { threshold_.store(threshold); }
   torch::Device device() const { return device_; }
 
-  // LibTorch threads for this model's work (0: LibTorch's default). With OpenMP the count is a
-  // per-thread setting, so every job applies it on the thread it runs on (useThreads()).
+  // LibTorch threads for this model's work (0: the default, the CPUs this process may use shared
+  // between the training runs going: cpus.h). With OpenMP the count is a per-thread setting, so
+  // every job applies it on the thread it runs on (useThreads()).
   void setThreads(int threads) { threads_.store(threads); }
-  int threads() const { return threads_.load(); }
+  // The count its work uses now: the one set, or the default.
+  int threads() const;
   void useThreads() const;
+
+  // Compute precision of its forward passes, training and inference (precision.h); the weights and
+  // everything after the embeddings stay fp32. setPrecision throws UnsupportedError where this
+  // machine cannot compute in it.
+  void setPrecision(Precision precision);
+  Precision precision() const { return precision_.load(); }
 
   std::mutex& weightsMutex() const { return weightsMutex_; }
   // Training mode and weight layout for training (true) or inference (false), under the weights lock.
@@ -83,6 +91,7 @@ class Model {
   const torch::Device device_;
   std::atomic<double> threshold_;
   std::atomic<int> threads_{0};
+  std::atomic<Precision> precision_{Precision::Fp32};
   SiameseNet net_{nullptr};  // guarded by weightsMutex_
   mutable std::mutex weightsMutex_;
   Metadata metadata_;  // guarded by metadataMutex_

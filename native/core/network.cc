@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "errors.h"
+#include "precision.h"
 
 namespace siamese::core {
 
@@ -331,7 +332,11 @@ torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
 }
 
 torch::Tensor SiameseNetImpl::embedForInference(const torch::Tensor& images) {
-  if (shape_.tower != Tower::ResNet18 || is_training() || !usesOneDnn()) return embed(images);
+  // The folded path calls oneDNN directly, in fp32; in bfloat16 the eager tower runs under autocast.
+  if (shape_.tower != Tower::ResNet18 || is_training() || !usesOneDnn() ||
+      lowerPrecisionActive(images.device().type())) {
+    return embed(images);
+  }
   return embedResNet18Folded(images);
 }
 
@@ -360,14 +365,39 @@ torch::Tensor SiameseNetImpl::embedResNet18Folded(const torch::Tensor& images) {
   return fc->forward(torch::adaptive_avg_pool2d(x, {1, 1}).to_dense().flatten(1));
 }
 
+namespace {
+
+// A view of a one-channel [N, 1, H, W] tensor whose strides say channels-last. With one channel both
+// layouts are the same bytes, and LibTorch reads such a tensor as NCHW; the view makes oneDNN's
+// convolution take the NHWC path that the rest of the tower trains in.
+torch::Tensor oneChannelAsChannelsLast(const torch::Tensor& t) {
+  if (t.dim() != 4 || t.size(1) != 1 || !t.is_contiguous()) return t;
+  return t.as_strided(t.sizes(), {t.stride(0), 1, t.stride(2), t.stride(3)});
+}
+
+}  // namespace
+
+torch::Tensor SiameseNetImpl::conv1Forward(const torch::Tensor& images) {
+  // In bfloat16 a grey first layer otherwise runs NCHW, and its output is reordered to plain NCHW
+  // and then to NHWC for the next convolution: two passes over the largest activation. fp32 keeps
+  // its path, so that its results stay bit-identical.
+  if (images.size(1) == 1 && is_training() && usesOneDnn() && lowerPrecisionActive(images.device().type())) {
+    return torch::conv2d(oneChannelAsChannelsLast(images), oneChannelAsChannelsLast(conv1->weight), conv1->bias);
+  }
+  return conv1->forward(images);
+}
+
 torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
   // ReLU in place: a convolution's backward pass needs its input, not its output, so the
   // output's buffer can hold the activation (a third less activation memory per image).
-  auto x = conv1->forward(images).relu_();
+  auto x = conv1Forward(images).relu_();
   x = pool1->forward(x);
   x = conv2->forward(x).relu_();
   x = conv3->forward(x).relu_();
-  if (usesOneDnn()) {
+  // In bfloat16 the layer stays linear: autocast sends it to oneDNN's bf16 matrix product, while
+  // the convolution below would take oneDNN's bf16 direct kernel, whose backward pass for weights
+  // of a whole-map kernel took most of a training step.
+  if (usesOneDnn() && !lowerPrecisionActive(x.device().type())) {
     // linear1 computed as a convolution whose kernel covers the whole feature map: the same
     // weights and the same sums (flatten order C, H, W is the kernel's order), but done by oneDNN
     // instead of the BLAS LibTorch was built with. Debian's LibTorch uses the reference BLAS, on

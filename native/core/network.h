@@ -109,6 +109,7 @@ class SiameseNetImpl : public torch::nn::Module {
   bool usesOneDnn() const;
 
  private:
+  torch::Tensor conv1Forward(const torch::Tensor& images);
   torch::Tensor embedReference(const torch::Tensor& images);
   torch::Tensor embedConv4(const torch::Tensor& images);
   torch::Tensor embedResNet18(const torch::Tensor& images);

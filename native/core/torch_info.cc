@@ -10,6 +10,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
+#include "cpus.h"
+
 namespace siamese::core {
 
 namespace {
@@ -27,7 +29,11 @@ TorchInfo torchInfo() {
   TorchInfo info;
   info.libtorchVersion = TORCH_VERSION;
   info.libtorchLibrary = libraryHolding(reinterpret_cast<const void*>(&at::get_num_threads));
-  info.threads = at::get_num_threads();
+  const ThreadDefault& threads = threadDefault();
+  info.cpus = threads.cpus;
+  info.threads = threads.threads;
+  info.threadsBasis = threads.basis;
+  info.bf16Cpu = cpuHasBf16();
   info.cudaAvailable = torch::cuda::is_available();
   const auto count = info.cudaAvailable ? static_cast<int>(torch::cuda::device_count()) : 0;
   for (int i = 0; i < count; ++i) {

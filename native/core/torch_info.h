@@ -18,7 +18,10 @@ struct TorchInfo {
   bool cudaBuild = false;       // compiled against a CUDA LibTorch (SIAMESE_TORCH_CUDA)
   bool cudaAvailable = false;   // ...and the CUDA runtime sees at least one GPU
   std::vector<CudaDevice> cudaDevices;
-  int threads = 0;  // LibTorch's intra-op thread count for the calling thread
+  int cpus = 1;              // CPUs this process may use (affinity, cgroup quota): cpus.h
+  int threads = 1;           // LibTorch threads a model gets by default
+  std::string threadsBasis;  // where that default came from
+  bool bf16Cpu = false;      // the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16)
 };
 
 TorchInfo torchInfo();

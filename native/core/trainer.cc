@@ -6,9 +6,11 @@
 #include <sstream>
 #include <type_traits>
 
+#include "cpus.h"
 #include "errors.h"
 #include "evaluate.h"
 #include "json.h"
+#include "precision.h"
 #include "random.h"
 #include "sampling.h"
 
@@ -308,6 +310,7 @@ class Trainer {
   // holds the lock: inference during training then sees the weights and statistics of the last
   // completed step, never half-updated ones. The reference tower holds it for the update only.
   StepResult trainStep(const EpochPlan& plan, int64_t b) {
+    model_.useThreads();  // the default count follows the training runs going in this process
     std::unique_lock<std::mutex> wholeStep(model_.weightsMutex(), std::defer_lock);
     if (model_.net()->hasBatchNorm()) wholeStep.lock();
     StepResult r;
@@ -315,7 +318,7 @@ class Trainer {
       const int64_t per = classesPerBatch_ * imagesPerClass_;
       const auto begin = plan.mined.begin() + b * per;
       const auto indices = torch::tensor(std::vector<int64_t>(begin, begin + per), torch::kLong).to(device_);
-      const auto embeddings = model_.net()->embed(batchImages(indices));
+      const auto embeddings = embedBatch(batchImages(indices));
       const auto labels = trainLabels_.index_select(0, indices);
       r.loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
       r.pairs = 2 * per;
@@ -325,7 +328,7 @@ class Trainer {
       const size_t end = std::min(plan.triplets.size(), begin + static_cast<size_t>(c_.batchSize));
       // One batched forward pass for anchors, positives and negatives together.
       const auto embeddings =
-          model_.net()->embed(batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_)));
+          embedBatch(batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_)));
       const auto parts = embeddings.chunk(3);
       r.loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
       r.pairs = 2 * static_cast<int64_t>(end - begin);
@@ -340,6 +343,13 @@ class Trainer {
       optimizer_->step();
     }
     return r;
+  }
+
+  // The tower's forward pass in the model's precision; the embeddings, the head, the loss and the
+  // metrics are fp32 (bf16 casts its gradients back in the backward pass).
+  torch::Tensor embedBatch(const torch::Tensor& images) {
+    const ComputeIn computeIn(model_.precision(), device_);
+    return model_.net()->embed(images).to(torch::kFloat);
   }
 
   // The normalised images of a batch, augmented when asked (pixels first, then normalisation).
@@ -412,7 +422,9 @@ std::string metricsJson(const EpochMetrics& m) {
 TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c,
                         const TrainHooks& hooks, int64_t startEpoch, const OptimizerSnapshot* resume) {
   if (c.threads > 0) model.setThreads(c.threads);
-  model.useThreads();  // per thread with OpenMP: set it on the training thread
+  if (c.precision.has_value()) model.setPrecision(*c.precision);
+  const TrainingRunCount counted;  // models on the default thread count share the CPUs between runs
+  model.useThreads();              // per thread with OpenMP: set it on the training thread
   checkAugmentConfig(c.augment);
   const std::string fingerprint = dataFingerprint(train, test);
   if (!c.expectedDataFingerprint.empty() && c.expectedDataFingerprint != fingerprint) {

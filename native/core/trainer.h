@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,8 @@ struct TrainConfig {
   double momentum = defaults::kMomentum;     // sgd
   int64_t saveEvery = defaults::kSaveEvery;  // 0: no checkpoints
   std::string outDir;                        // empty: write nothing
-  int threads = 0;                           // 0: LibTorch's default
+  int threads = 0;                           // 0: the model's (model.h, setThreads)
+  std::optional<Precision> precision;        // none: the model's (model.h, setPrecision)
   uint64_t testSeed = 0;                     // the fixed test pairs
   // Augmentation of training batches (none by default, as the reference recipe), drawn from a
   // stream of the seed and the epoch: the same seed gives the same batches, resumed or not.

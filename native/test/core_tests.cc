@@ -14,6 +14,7 @@
 #include "../core/batch.h"
 #include "../core/contract.h"
 #include "../core/cpu_allocator.h"
+#include "../core/cpus.h"
 #include "../core/dataset.h"
 #include "../core/errors.h"
 #include "../core/evaluate.h"
@@ -401,7 +402,10 @@ void testInference() {
   const auto every = scorer.matrix(all, all);
   check(every.min().item<double>() >= lo && every.max().item<double>() <= hi, "PairScorer: bounds hold every score");
   const PairScorer distanceScorer(distanceModel);
-  check(torch::allclose(distanceScorer.matrix(e1, e2), -torch::cdist(e1, e2), 1e-4, 1e-4) &&
+  // |a|^2 + |b|^2 - 2 a.b cancels for near pairs (e1's last image is e2's first): compared as
+  // squares, to a rounding error of the squared norms.
+  const double squaredNorms = torch::cat({e1, e2}).pow(2).sum(1).max().item<double>();
+  check(torch::allclose(distanceScorer.matrix(e1, e2).pow(2), torch::cdist(e1, e2).pow(2), 1e-4, 1e-5 * squaredNorms) &&
             distanceScorer.threshold(-2.5) == 2.5,
         "PairScorer (distance losses): negated distances; thresholds are distances");
 
@@ -818,7 +822,25 @@ void testCachingAllocator() {
   check(cpuAllocatorStats().idleBytes == 0, "releaseIdleCpuMemory unmaps every idle block");
 }
 
+void testThreadDefault() {
+  check(cpusFromCgroupMax("max 100000\n") == 0, "cgroup cpu.max: no quota");
+  check(cpusFromCgroupMax("200000 100000\n") == 2, "cgroup cpu.max: two CPUs");
+  check(cpusFromCgroupMax("150000 100000") == 2, "cgroup cpu.max: a part-CPU quota rounds up");
+  check(cpusFromCgroupMax("50000 100000") == 1, "cgroup cpu.max: under one CPU is one");
+  check(cpusFromCgroupMax("") == 0 && cpusFromCgroupMax("garbage") == 0, "cgroup cpu.max: unreadable");
+  const ThreadDefault& d = threadDefault();
+  check(d.cpus >= 1 && d.threads >= 1 && !d.basis.empty(), "a thread default with its basis");
+  const int alone = sharedDefaultThreads();
+  {
+    const TrainingRunCount one;
+    const TrainingRunCount two;
+    check(sharedDefaultThreads() == std::max(1, d.threads / 2), "two runs share the default threads");
+  }
+  check(sharedDefaultThreads() == alone, "the share comes back when the runs end");
+}
+
 int main() {
+  testThreadDefault();
   testRngIsPortable();
   testGatherNormalized();
   testTripletBatch();
