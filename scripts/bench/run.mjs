@@ -9,12 +9,12 @@
 // is installed. Writes scripts/bench/results/<date>-bench.json and .md and prints the table.
 // Usage: node scripts/bench/run.mjs [--reps 3] [--threads 2]
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { datasets, version } from '../../dist/index.mjs'
-import { lastJson, median, trainFlopsPerPair } from './common.mjs'
+import { buildBench, lastJson, median, trainFlopsPerPair, writeResult } from './common.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -29,11 +29,7 @@ const fashionDir = process.env.SIAMESE_TORCH_FASHION_DIR ?? '/usr/share/datasets
 const started = Date.now()
 
 // The C++ side, built like the addon (same finder, flags and objects).
-const coreBuild = join(root, 'build', 'core-bench')
-const sh = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
-console.error('building native/bench/core_bench ...')
-sh('cmake', ['-S', root, '-B', coreBuild, '-DSIAMESE_TORCH_CORE_BENCH=ON', '-DCMAKE_BUILD_TYPE=Release'])
-sh('cmake', ['--build', coreBuild, '--parallel', '2', '--target', 'core_bench'])
+const coreBuild = buildBench('core_bench')
 
 const sets = [{ name: 'embedded digits', dir: join(root, 'dist', 'data', 'mnist-embedded'), split: await datasets.embedded() }]
 if (existsSync(join(fashionDir, 'train-images-idx3-ubyte.gz'))) {
@@ -155,12 +151,7 @@ rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(
   `${(100 * result.flops.achievedGflops / peakGflops).toFixed(1)}% of the ${peakGflops.toFixed(0)} GFLOP/s fp32 peak assumed ` +
   `(${result.flops.peakAssumes}). Whole benchmark: ${result.minutes.toFixed(1)} minutes.`)
 const table = rows.join('\n')
-const dir = join(here, 'results')
-mkdirSync(dir, { recursive: true })
 // A second run on the same day gets its own files: committed results are never overwritten.
-let name = `${result.date}-bench`
-for (let n = 2; existsSync(join(dir, `${name}.json`)); n++) name = `${result.date}-${n}-bench`
-writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`)
-writeFileSync(join(dir, `${name}.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
+writeResult('bench', result.date, result, `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
   `Versions: siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}, PyTorch ${result.versions.pytorch}.\n\n${table}\n`)
 console.log(table)
