@@ -1,6 +1,6 @@
 // What the CPU benchmarks (run.mjs, peak.mjs ...) and the GPU one (../gpu/bench.mjs) share.
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -53,3 +53,23 @@ export function writeResult (kind, date, result, markdown) {
 
 /** This machine as the results name it: its CPU model and how many CPUs it has. */
 export const thisMachine = () => ({ cpuModel: cpus()[0]?.model ?? 'unknown CPU', cpus: cpus().length })
+
+/**
+ * The fp32 peak of this machine at `threads` threads, from the newest peak.mjs measurement of it
+ * (results/*-peak.json with the same CPU model and CPU count), or undefined when there is none.
+ * More threads than were measured (than the CPUs the measurement could use) add nothing: the peak
+ * of the most threads measured, up to `threads`, is used.
+ */
+export function measuredPeak (threads, dir = resultsDir) {
+  const machine = thisMachine()
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('-peak.json')) : []
+  const mine = files.map((f) => ({ file: join(dir, f), ...JSON.parse(readFileSync(join(dir, f), 'utf8')) }))
+    .filter((m) => m.cpuModel === machine.cpuModel && m.cpus === machine.cpus && m.peak)
+    .sort((a, b) => String(a.measuredAt).localeCompare(String(b.measuredAt)))
+  const newest = mine.at(-1)
+  if (!newest) return undefined
+  const counts = Object.keys(newest.peak).map(Number).filter((t) => t <= threads)
+  if (counts.length === 0) return undefined
+  const at = Math.max(...counts)
+  return { gflops: newest.peak[at].fp32, threads: at, file: relative(root, newest.file), measuredAt: newest.measuredAt }
+}
