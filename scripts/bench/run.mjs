@@ -7,14 +7,17 @@
 //   C  PyTorch running our faithful script of the recipe (scripts/bench/reference.py).
 // Data: the embedded digits, and Fashion-MNIST at full size when Debian's dataset-fashion-mnist
 // is installed. Writes scripts/bench/results/<date>-bench.json and .md and prints the table.
+// Training's GFLOP/s is set against this machine's fp32 peak as measured by scripts/bench/peak.mjs
+// (its newest results/*-peak.json of the same CPU model and CPU count), or, where there is none,
+// against a figure assumed from /proc/cpuinfo, labelled so.
 // Usage: node scripts/bench/run.mjs [--reps 3] [--threads 2]
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { datasets, version } from '../../dist/index.mjs'
-import { lastJson, median, trainFlopsPerPair } from './common.mjs'
+import { buildBench, lastJson, measuredPeak, median, trainFlopsPerPair, writeResult } from './common.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -29,11 +32,7 @@ const fashionDir = process.env.SIAMESE_TORCH_FASHION_DIR ?? '/usr/share/datasets
 const started = Date.now()
 
 // The C++ side, built like the addon (same finder, flags and objects).
-const coreBuild = join(root, 'build', 'core-bench')
-const sh = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
-console.error('building native/bench/core_bench ...')
-sh('cmake', ['-S', root, '-B', coreBuild, '-DSIAMESE_TORCH_CORE_BENCH=ON', '-DCMAKE_BUILD_TYPE=Release'])
-sh('cmake', ['--build', coreBuild, '--parallel', '2', '--target', 'core_bench'])
+const coreBuild = buildBench('core_bench')
 
 const sets = [{ name: 'embedded digits', dir: join(root, 'dist', 'data', 'mnist-embedded'), split: await datasets.embedded() }]
 if (existsSync(join(fashionDir, 'train-images-idx3-ubyte.gz'))) {
@@ -100,16 +99,26 @@ for (const [i, set] of sets.entries()) {
 }
 
 const flopsPerPair = trainFlopsPerPair
-// This CPU's fp32 peak: cores x clock x FLOP per cycle. AMD Zen 4 (family 25 with AVX-512) runs
-// 512-bit FMAs on 256-bit units: 2 FMA x 8 lanes x 2 = 32 FLOP/cycle; Intel AVX-512 server
-// cores have two 512-bit FMA units (64); AVX2 + FMA (32); otherwise SSE (8).
+// The fp32 peak assumed when this machine has no measurement: cores x clock x FLOP per cycle.
+// AMD Zen 4 (family 25 with AVX-512) runs 512-bit FMAs on 256-bit units: 2 FMA x 8 lanes x 2 = 32
+// FLOP/cycle; Intel AVX-512 server cores and Zen 5 have two 512-bit FMA units (64); AVX2 + FMA
+// (32); otherwise SSE (8). The clock is /proc/cpuinfo's, which under a hypervisor is the nominal
+// one, not the one the cores run at (peak.mjs measures both).
 const cpuInfo = readFileSync('/proc/cpuinfo', 'utf8')
 const mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(cpuInfo)?.[1] ?? 0)
 const amd = /AuthenticAMD/.test(cpuInfo)
 const avx512 = /\bavx512f\b/.test(cpuInfo)
 const family = Number(/cpu family\s*:\s*(\d+)/.exec(cpuInfo)?.[1] ?? 0)
 const flopsPerCycle = avx512 ? (amd && family <= 25 ? 32 : 64) : /\bavx2\b/.test(cpuInfo) && /\bfma\b/.test(cpuInfo) ? 32 : 8
-const peakGflops = (mhz / 1000) * flopsPerCycle * threads
+const assumedPeakGflops = (mhz / 1000) * flopsPerCycle * threads
+const assumedArithmetic = `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores`
+const measured = measuredPeak(threads)
+const peakGflops = measured?.gflops ?? assumedPeakGflops
+const peakWords = measured
+  ? `the measured fp32 peak (${peakGflops.toFixed(0)} GFLOP/s on ${measured.threads} thread${measured.threads > 1 ? 's' : ''}, ` +
+    `from ${measured.file}, measured by \`node scripts/bench/peak.mjs\`)`
+  : `the ${peakGflops.toFixed(0)} GFLOP/s fp32 peak assumed (${assumedArithmetic}; not measured: ` +
+    'run `node scripts/bench/peak.mjs` to measure it)'
 
 const main = results[0].medians
 const result = {
@@ -123,7 +132,12 @@ const result = {
     perTrainingPair: flopsPerPair,
     achievedGflops: (main.trainPairsPerSecond.ours * flopsPerPair) / 1e9,
     peakGflops,
-    peakAssumes: `${mhz} MHz x ${flopsPerCycle} fp32 FLOP/cycle x ${threads} cores`
+    // What peakGflops is: measured (and where), or the arithmetic it was assumed from.
+    peakSource: measured ? 'measured' : 'assumed',
+    peakAssumes: measured ? `measured: ${measured.file} (${measured.measuredAt}), ${measured.threads} threads` : assumedArithmetic,
+    peakFile: measured?.file,
+    assumedPeakGflops,
+    assumedArithmetic
   },
   minutes: (Date.now() - started) / 60000
 }
@@ -152,15 +166,9 @@ const overhead = 100 * (1 - main.trainPairsPerSecond.ours / main.trainPairsPerSe
 rows.push('', `Addon overhead on training (embedded digits): ${overhead.toFixed(1)}% slower than the C++ binary ` +
   '(negative: faster; within run-to-run noise when small).',
 `Training on the embedded digits: ${result.flops.achievedGflops.toFixed(1)} GFLOP/s, ` +
-  `${(100 * result.flops.achievedGflops / peakGflops).toFixed(1)}% of the ${peakGflops.toFixed(0)} GFLOP/s fp32 peak assumed ` +
-  `(${result.flops.peakAssumes}). Whole benchmark: ${result.minutes.toFixed(1)} minutes.`)
+  `${(100 * result.flops.achievedGflops / peakGflops).toFixed(1)}% of ${peakWords}. Whole benchmark: ${result.minutes.toFixed(1)} minutes.`)
 const table = rows.join('\n')
-const dir = join(here, 'results')
-mkdirSync(dir, { recursive: true })
 // A second run on the same day gets its own files: committed results are never overwritten.
-let name = `${result.date}-bench`
-for (let n = 2; existsSync(join(dir, `${name}.json`)); n++) name = `${result.date}-${n}-bench`
-writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`)
-writeFileSync(join(dir, `${name}.md`), `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
+writeResult('bench', result.date, result, `# Benchmark, ${result.date}\n\n${result.machine}. ${result.method}.\n` +
   `Versions: siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}, PyTorch ${result.versions.pytorch}.\n\n${table}\n`)
 console.log(table)
