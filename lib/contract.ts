@@ -20,6 +20,8 @@ const FITS = ['cover', 'contain', 'fill'] as const
 const EPISODE_SCOPES = ['set', 'alphabet'] as const
 /** Compute precision: fp32, or bfloat16 compute with fp32 weights (see `Precision`). */
 const PRECISIONS = ['fp32', 'bf16'] as const
+/** How the learning rate moves over a run (see `LrSchedule`). */
+const LR_SCHEDULES = ['constant', 'cosine'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist', 'omniglot'] as const
 
@@ -67,6 +69,14 @@ export type Fit = (typeof FITS)[number]
  *   with `ERR_UNSUPPORTED`.
  */
 export type Precision = (typeof PRECISIONS)[number]
+/**
+ * How the learning rate moves over a run, after `warmup` epochs of linear warm-up (none by default
+ * with either):
+ * - `'constant'`: `lr` throughout (the reference recipe's).
+ * - `'cosine'`: from `lr` down to 0 along a half cosine over the run's remaining steps (of all
+ *   `epochs`: a resumed run continues the schedule it started).
+ */
+export type LrSchedule = (typeof LR_SCHEDULES)[number]
 /** Image channels: 1 (grey) or 3 (RGB). */
 export type Channels = 1 | 3
 export type DataSource = (typeof DATA_SOURCES)[number]
@@ -310,8 +320,12 @@ export const trainingSettings = {
   mining: choice(MININGS, 'none', 'triplet mining (loss triplet only)'),
   /** `'adam'` (L2 weight decay added to the gradient, as PyTorch's Adam) or `'sgd'`. */
   optimizer: choice(OPTIMIZERS, 'adam', 'optimiser'),
-  /** Learning rate. */
+  /** Learning rate: the peak of a schedule. */
   lr: number(1e-12, 100, 0.001, 'learning rate'),
+  /** How the learning rate moves over the run (see `LrSchedule`). */
+  lrSchedule: choice(LR_SCHEDULES, 'constant', 'learning-rate schedule: lr throughout, or a half cosine from lr to 0 over the run'),
+  /** Epochs of linear warm-up to `lr` at the start of the run (a fraction allowed: 0.5 is half an epoch's steps); 0 for none. */
+  warmup: number(0, 1_000_000, 0, 'epochs of linear learning-rate warm-up (0: none)'),
   /** L2 weight decay, added to the gradient. */
   weightDecay: number(0, 100, 0.0001, 'L2 weight decay'),
   /** SGD momentum. */
@@ -424,7 +438,8 @@ export const choices = {
   fit: FITS,
   data: DATA_SOURCES,
   within: EPISODE_SCOPES,
-  precision: PRECISIONS
+  precision: PRECISIONS,
+  lrSchedule: LR_SCHEDULES
 } as const
 
 /** The default of every setting, by group: what a call gets for an option it does not pass. */

@@ -339,6 +339,8 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
     mining: setting('mining', t.mining),
     optimizer: setting('optimizer', t.optimizer),
     lr: setting('lr', t.lr),
+    lrSchedule: setting('lrSchedule', t.lrSchedule),
+    warmup: setting('warmup', t.warmup),
     weightDecay: setting('weightDecay', t.weightDecay),
     momentum: setting('momentum', t.momentum),
     epochs: setting('epochs', t.epochs),

@@ -14,6 +14,7 @@ t.test('the C++ header and the TypeScript module agree', async (t) => {
   t.same(native.optimizers, choices.optimizer)
   t.same(native.pairSchemes, choices.pairs)
   t.same(native.towers, choices.tower)
+  t.same(native.lrSchedules, choices.lrSchedule)
   const ts = { ...defaults.model, ...defaults.training }
   for (const [key, value] of Object.entries(native.defaults)) t.equal(value, ts[key], `default ${key}`)
 })
