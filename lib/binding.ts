@@ -223,6 +223,8 @@ export interface NativeContract {
   lrSchedules: string[]
   towers: string[]
   defaults: Record<string, number | string>
+  /** The recipe's values where the defaults differ. */
+  recipe: Record<string, number | string>
 }
 
 /** The raw addon: plain values in, plain values out; every check happens before a call. */

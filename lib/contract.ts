@@ -314,26 +314,32 @@ export const modelSettings = {
 
 /** How a model is trained: the options of `model.train` (and `train`) that are settings. */
 export const trainingSettings = {
+  // The defaults of `lr`, `lrSchedule`, `warmup` and `batchSize` are those measured best for the
+  // balanced scheme (docs/performance.md, "Accuracy per minute"); the reference scheme and mined
+  // batches take the recipe's instead (`recipeTrainingDefaults`).
   /** Training pair scheme: `'balanced'` (fresh every epoch) or `'reference'` (the recipe's). */
   pairs: choice(PAIR_SCHEMES, 'balanced', 'training pair scheme'),
   /** Online mining for the triplet loss over class-balanced batches. */
   mining: choice(MININGS, 'none', 'triplet mining (loss triplet only)'),
   /** `'adam'` (L2 weight decay added to the gradient, as PyTorch's Adam) or `'sgd'`. */
   optimizer: choice(OPTIMIZERS, 'adam', 'optimiser'),
-  /** Learning rate: the peak of a schedule. */
-  lr: number(1e-12, 100, 0.001, 'learning rate'),
-  /** How the learning rate moves over the run (see `LrSchedule`). */
-  lrSchedule: choice(LR_SCHEDULES, 'constant', 'learning-rate schedule: lr throughout, or a half cosine from lr to 0 over the run'),
-  /** Epochs of linear warm-up to `lr` at the start of the run (a fraction allowed: 0.5 is half an epoch's steps); 0 for none. */
-  warmup: number(0, 1_000_000, 0, 'epochs of linear learning-rate warm-up (0: none)'),
+  /** Learning rate: the peak of a schedule. Default 0.003; the recipe's 0.001 with `pairs: 'reference'` or mining. */
+  lr: number(1e-12, 100, 0.003, 'learning rate, the peak of a schedule'),
+  /** How the learning rate moves over the run (see `LrSchedule`). Default `'cosine'`; the recipe's `'constant'` with `pairs: 'reference'` or mining. */
+  lrSchedule: choice(LR_SCHEDULES, 'cosine', 'learning-rate schedule: lr throughout, or a half cosine from lr to 0 over the run'),
+  /**
+   * Epochs of linear warm-up to `lr` at the start of the run (a fraction is a share of an epoch's
+   * steps); 0 for none. Default 0.25; the recipe's 0 with `pairs: 'reference'` or mining.
+   */
+  warmup: number(0, 1_000_000, 0.25, 'epochs of linear learning-rate warm-up (0: none)'),
   /** L2 weight decay, added to the gradient. */
   weightDecay: number(0, 100, 0.0001, 'L2 weight decay'),
   /** SGD momentum. */
   momentum: number(0, 1, 0.9, 'SGD momentum'),
   /** Epochs in all (a resumed run counts those the checkpoint has done). */
   epochs: integer(1, 1_000_000, 10, 'epochs'),
-  /** Triplets per batch: two labelled pairs each. */
-  batchSize: integer(1, 1 << 20, 64, 'triplets per batch (2 labelled pairs each)'),
+  /** Triplets per batch: two labelled pairs each. Default 32; the recipe's 64 with `pairs: 'reference'` or mining. */
+  batchSize: integer(1, 1 << 20, 32, 'triplets per batch (2 labelled pairs each)'),
   /** Seed of initialisation, pairs and order. Same seed on the CPU, same thread count: bit-identical weights. */
   seed: seed('seed of initialisation, pairs and order'),
   /** LibTorch threads for training, and for the model's later inference. Default: `version().threads`, the CPUs this process may use, shared between the training runs going. */
@@ -365,6 +371,20 @@ export const trainingSettings = {
     check: (value: unknown, name: string): boolean | AugmentOptions => checkAugment(value, name)
   } satisfies Setting<boolean | AugmentOptions, false>
 } as const
+
+/**
+ * The reference recipe's training settings where the defaults differ from them: what a run with
+ * `pairs: 'reference'`, or with mining (whose class-balanced batches draw no pairs), takes for each
+ * of these it is not given, so that the recipe stays bit-identical to what it always was
+ * (docs/recipe.md). A checkpoint that did not record one of them (written before it existed)
+ * trained at its value here too.
+ */
+export const recipeTrainingDefaults = Object.freeze({
+  lr: 0.001,
+  lrSchedule: 'constant' as LrSchedule,
+  warmup: 0,
+  batchSize: 64
+}) satisfies Partial<Values<typeof trainingSettings>>
 
 /** How a model is evaluated: the options of `model.evaluate`. */
 export const evaluationSettings = {
@@ -446,6 +466,8 @@ export const choices = {
 export const defaults = {
   model: defaultsOf(modelSettings),
   training: defaultsOf(trainingSettings),
+  /** Those of `training` that a run with `pairs: 'reference'` or with mining takes instead: the recipe's. */
+  recipe: recipeTrainingDefaults,
   evaluation: defaultsOf(evaluationSettings),
   sampling: defaultsOf(samplingSettings),
   download: defaultsOf(downloadSettings),

@@ -1,10 +1,11 @@
 // The learning-rate schedule: the rate of every step as the formula says, a resume that continues
-// the schedule bit for bit, bad values refused.
+// the schedule bit for bit, the recipe's constant rate under pairs 'reference', bad values refused.
 import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { train } from 'siamese-torch'
+import { datasets, defaults, train } from 'siamese-torch'
+import { resolveTrainingSettings } from '../dist/options.js'
 import { smallDigits } from './helpers/small-data.mjs'
 
 const data = await smallDigits()
@@ -53,6 +54,34 @@ t.test('a resume continues the schedule: the same weights as an uninterrupted ru
   b.dispose()
   t.same(history.map((h) => h.epoch), [2], 'resumed with the recorded settings')
   t.ok(weightBytes(join(full, 'model.safetensors')).equals(weightBytes(join(resumed, 'model.safetensors'))), 'identical weights')
+})
+
+t.test("pairs 'reference' and mining keep the recipe's constant rate and batch; the defaults schedule it", async (t) => {
+  t.same(defaults.recipe, { lr: 0.001, lrSchedule: 'constant', warmup: 0, batchSize: 64 })
+  for (const options of [{ pairs: 'reference' }, { mining: 'batch-hard' }]) {
+    const recipe = resolveTrainingSettings(options, undefined)
+    for (const [key, value] of Object.entries(defaults.recipe)) t.equal(recipe[key], value, `${JSON.stringify(options)}: ${key} is the recipe's`)
+  }
+  t.equal(resolveTrainingSettings({ pairs: 'reference', lrSchedule: 'cosine', warmup: 1 }, undefined).lrSchedule, 'cosine', 'unless given')
+  t.equal(resolveTrainingSettings({}, undefined).lrSchedule, defaults.training.lrSchedule, 'balanced: the defaults')
+  const old = { path: 'old.safetensors', epoch: 1, options: { pairs: 'balanced', lr: 0.001 }, dataSource: 'embedded', dataName: 'embedded', dataFingerprint: '' }
+  t.match(resolveTrainingSettings({}, old), { lrSchedule: 'constant', warmup: 0 }, 'a checkpoint from before schedules resumes at the constant rate it trained with')
+  t.match(resolveTrainingSettings({}, { ...old, options: { ...old.options, lrSchedule: 'cosine', warmup: 0.25 } }), { lrSchedule: 'cosine', warmup: 0.25 }, 'a recorded schedule is kept')
+  t.match(resolveTrainingSettings({}, { ...old, options: { pairs: 'reference', lrSchedule: 'cosine' } }), { lrSchedule: 'cosine' }, 'by the recipe too')
+
+  // A run of the reference scheme (600 images a class: two classes of the embedded digits): every step at lr.
+  const { train: all } = await datasets.embedded()
+  const twoClasses = (set) => {
+    const picked = [...set.labels.keys()].filter((i) => set.labels[i] < 2)
+    const images = new Uint8Array(picked.length * 784)
+    picked.forEach((k, j) => images.set(set.images.subarray(k * 784, (k + 1) * 784), j * 784))
+    return datasets.fromArrays({ images, labels: picked.map((k) => set.labels[k]), width: 28, height: 28, classes: ['0', '1'] })
+  }
+  const events = []
+  const { model } = await train({ data: { train: twoClasses(all), test: twoClasses(data.test) }, pairs: 'reference', epochs: 1, threads: 1, onProgress: (e) => { if (e.type === 'batch') events.push(e) } })
+  t.match(JSON.parse(model.metadata.train_options), { pairs: 'reference', lrSchedule: 'constant', warmup: 0, lr: 0.001, batchSize: 64 }, 'recorded')
+  model.dispose()
+  t.ok(events.length >= 1 && events.every((e) => e.lr === 0.001), `every step at 0.001 (${events.length} events)`)
 })
 
 t.test('bad values are refused before any work', async (t) => {

@@ -847,6 +847,13 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   defaults.Set("seed", static_cast<double>(d::kSeed));
   defaults.Set("saveEvery", static_cast<double>(d::kSaveEvery));
   out.Set("defaults", defaults);
+  namespace r = core::recipe;
+  Napi::Object recipe = Napi::Object::New(env);
+  recipe.Set("lr", r::kLr);
+  recipe.Set("lrSchedule", core::choiceName(r::kLrSchedule));
+  recipe.Set("warmup", r::kWarmup);
+  recipe.Set("batchSize", static_cast<double>(r::kBatchSize));
+  out.Set("recipe", recipe);
   return out;
 }
 
