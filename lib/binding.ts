@@ -56,7 +56,6 @@ export interface NativeModelConfig {
   threshold: number
 }
 
-/** A labelled set as the addon reads it. */
 /** A labelled set's pixels held natively (native/addon/pixels.h). */
 export interface NativePixels {
   /** Copies one image in, at `index`; refused once frozen. */
@@ -67,8 +66,11 @@ export interface NativePixels {
   freeze(): void
   /** Per-channel mean and std of pixel / 255, as datasets.pixelStats computes them. */
   stats(): { mean: number[], std: number[] }
+  /** A new frozen store of the images at `indices`, in that order, copied natively. */
+  select(indices: Int32Array): NativePixels
 }
 
+/** A labelled set as the addon reads it. */
 export interface NativeImageData {
   /** The pixels in JavaScript, or (with `pixels`) undefined. */
   images: Uint8Array | undefined
