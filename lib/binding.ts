@@ -25,9 +25,9 @@ export interface NativeVersion {
   threads: number
 }
 
-/** Both files of one IDX split, as read natively. */
+/** Both files of one IDX split, as read natively: the pixels stay native (uint8 [count, height, width, 1]). */
 export interface NativeIdxSplit {
-  images: Buffer
+  images: NativePixels
   labels: Buffer
   count: number
   width: number
