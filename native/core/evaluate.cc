@@ -307,8 +307,13 @@ VerificationMetrics allPairsVerification(const PairScorer& scorer, const torch::
     for (int64_t c0 = r0; c0 < n; c0 += kTile) {
       const int64_t columns = std::min(kTile, n - c0);
       const auto scores = scorer.matrix(a, embeddings.narrow(0, c0, columns));
-      const auto upper = torch::arange(c0, c0 + columns, longs).unsqueeze(0) > i;
       const auto same = labelsI == label.narrow(0, c0, columns).unsqueeze(0);
+      if (c0 >= r0 + rows) {
+        // Wholly above the diagonal: every pair counts, with no copy of the tile to select them.
+        histogram.add(scores.flatten(), same.flatten());
+        continue;
+      }
+      const auto upper = torch::arange(c0, c0 + columns, longs).unsqueeze(0) > i;
       histogram.add(scores.masked_select(upper), same.masked_select(upper));
     }
   }
