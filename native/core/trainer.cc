@@ -6,6 +6,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "cpu_allocator.h"
 #include "cpus.h"
 #include "errors.h"
 #include "evaluate.h"
@@ -270,7 +271,12 @@ class Trainer {
       }
     }
     const double trainSeconds = secondsSince(started);
+    // The steps' buffers and the evaluation's are of other sizes: each phase starts with the
+    // other's idle blocks given back (cpu_allocator.h), so that the process does not hold both.
+    // Mapping them again costs a few tens of milliseconds an epoch.
+    releaseIdleCpuMemory();
     const PairMetrics m = evaluate();
+    releaseIdleCpuMemory();
 
     EpochMetrics metrics;
     metrics.epoch = epoch;
@@ -380,7 +386,9 @@ class Trainer {
   // distance model takes the best threshold as its decision threshold.
   PairMetrics evaluate() {
     model_.useForTraining(false);
-    const PairMetrics m = evaluatePairs(model_, model_.embedImages(testImages_), testTriplets_);
+    const torch::Tensor embeddings = model_.embedImages(testImages_);
+    releaseIdleCpuMemory();  // the embedding batches' buffers: the pairs' are of other sizes
+    const PairMetrics m = evaluatePairs(model_, embeddings, testTriplets_);
     model_.useForTraining(true);
     if (model_.loss() != Loss::PairCE) model_.setThreshold(m.threshold);
     return m;
