@@ -89,7 +89,8 @@ import torch.nn.functional as F
 # The towers, imported from the scripts beside this one (they run nothing when imported).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import Net  # noqa: E402
-from towers import Conv4, Pixels, Siamese, embed_all, read_int32, write_result  # noqa: E402
+from torch_env import write_result  # noqa: E402
+from towers import Conv4, Pixels, Siamese, embed_all, read_int32  # noqa: E402
 
 LOSSES = ('pair-ce', 'contrastive', 'triplet')
 
