@@ -138,8 +138,14 @@ t.test('training and evaluating on an IDX set: what a copy in JavaScript gives, 
   const model = await createModel({ tower: 'conv4', width: 28, height: 28, embeddingSize: 8 })
   t.teardown(() => model.dispose())
   const controller = new AbortController()
-  await t.rejects(model.train({ data: digits, epochs: 1, threads: 1, saveEvery: 0, signal: controller.signal,
-    onProgress: (e) => { if (e.type === 'batch') controller.abort() } }), { code: 'ABORT_ERR' })
+  await t.rejects(model.train({
+    data: digits,
+    epochs: 1,
+    threads: 1,
+    saveEvery: 0,
+    signal: controller.signal,
+    onProgress: (e) => { if (e.type === 'batch') controller.abort() }
+  }), { code: 'ABORT_ERR' })
   await model.evaluate(digits.test, { ways: 0 })
   gc()
   t.ok(grown() < pixelBytes / 4, `a run's start and evaluation copy nothing into JavaScript (${grown()} bytes)`)
