@@ -28,9 +28,9 @@ export interface NativeVersion {
   bf16Cpu: boolean
 }
 
-/** Both files of one IDX split, as read natively. */
+/** Both files of one IDX split, as read natively: the pixels stay native (uint8 [count, height, width, 1]). */
 export interface NativeIdxSplit {
-  images: Buffer
+  images: NativePixels
   labels: Buffer
   count: number
   width: number
@@ -59,7 +59,6 @@ export interface NativeModelConfig {
   threshold: number
 }
 
-/** A labelled set as the addon reads it. */
 /** A labelled set's pixels held natively (native/addon/pixels.h). */
 export interface NativePixels {
   /** Copies one image in, at `index`; refused once frozen. */
@@ -70,8 +69,11 @@ export interface NativePixels {
   freeze(): void
   /** Per-channel mean and std of pixel / 255, as datasets.pixelStats computes them. */
   stats(): { mean: number[], std: number[] }
+  /** A new frozen store of the images at `indices`, in that order, copied natively. */
+  select(indices: Int32Array): NativePixels
 }
 
+/** A labelled set as the addon reads it. */
 export interface NativeImageData {
   /** The pixels in JavaScript, or (with `pixels`) undefined. */
   images: Uint8Array | undefined

@@ -1,10 +1,14 @@
-// The native IDX reader: good files in both forms, and every malformed case with its exact error.
+// The native IDX reader: good files in both forms, and every malformed case with its exact error;
+// the pixels held natively, and trained on as a copy of them would be.
 import t from 'tap'
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { datasets, SiameseTorchError } from 'siamese-torch'
+import { createModel, datasets, train, SiameseTorchError } from 'siamese-torch'
+import { toNativeData } from '../dist/datasets/arrays.js'
+import { storeOf } from '../dist/datasets/native-pixels.js'
 import { idxImages, idxLabels, gz } from './helpers/idx.mjs'
+import { smallDigits } from './helpers/small-data.mjs'
 
 const scratch = mkdtempSync(join(tmpdir(), 'siamese-idx-'))
 t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
@@ -48,6 +52,103 @@ t.test('reads gzipped and raw files, pixels and labels exactly', async (t) => {
   t.same(test.classes, train.classes, 'both splits share the class list')
   const named = await datasets.idx(dir, { classes: ['a', 'b', 'c'] })
   t.same(named.test.classes, ['a', 'b', 'c'])
+})
+
+// Held natively: the addon gets the store, not bytes (what training and evaluation read).
+const heldNatively = (set) => storeOf(set) !== undefined && toNativeData(set).pixels !== undefined && toNativeData(set).images === undefined
+
+t.test('the pixels stay native: images copies them out when read, once; splits keep their store', async (t) => {
+  const dir = idxFolder({ 't10k-labels-idx1-ubyte': idxLabels({ count: 2, labels: Buffer.from([1, 0]) }) })
+  const { train, test } = await datasets.idx(dir)
+  t.ok(heldNatively(train) && heldNatively(test), 'both splits are held natively')
+  // The test split's labels stop at 1: it takes the train split's class list, over the same store.
+  t.same(test.classes, ['0', '1', '2'], 'the splits share the longer class list')
+  t.ok(heldNatively(test), 'and the test split is still held natively')
+  t.same([...test.images], [1, 2, 3, 4, 5, 6, 7, 8], 'images reads the bytes of the file')
+  t.equal(test.images, test.images, 'the copy is kept')
+  t.same(Object.keys(train).sort(), ['classes', 'count', 'height', 'images', 'labels', 'width'], 'the fields of a LabelledImages')
+  const cloned = structuredClone(train)
+  t.same([...cloned.images], Array.from({ length: 12 }, (_, i) => i * 20), 'a structured clone carries the pixels')
+  t.same(datasets.pixelStats(train), datasets.pixelStats(datasets.fromArrays({ images: train.images, labels: train.labels, width: 2, height: 2 })),
+    'statistics computed natively are those of the bytes')
+  t.throws(() => storeOf(train).select(new Int32Array([3])), {}, 'select refuses an index past the store')
+  t.throws(() => storeOf(train).select([0]), {}, 'select takes an Int32Array')
+
+  const digits = await datasets.embedded()
+  t.ok(heldNatively(digits.train) && heldNatively(digits.test), 'the embedded digits are held natively')
+  const mnist = await datasets.idx(dir, { classes: ['a', 'b', 'c'] })
+  t.ok(heldNatively(mnist.train), 'so are sets read with class names (as the catalogue reads them)')
+  const split = datasets.splitClasses(digits, { test: ['3', '8'] })
+  t.ok(heldNatively(split.train) && heldNatively(split.test), 'splitClasses keeps the pixels native')
+  const plain = { name: 'copy', train: copyOf(digits.train), test: copyOf(digits.test) }
+  const expected = datasets.splitClasses(plain, { test: ['3', '8'] })
+  for (const side of ['train', 'test']) {
+    t.ok(Buffer.from(split[side].images).equals(Buffer.from(expected[side].images)), `splitClasses' ${side} images are those of a copy`)
+    t.same([...split[side].labels], [...expected[side].labels])
+  }
+})
+
+/** A set whose pixels are a JavaScript copy of `set`'s. */
+function copyOf (set) {
+  return datasets.fromArrays({ images: set.images, labels: set.labels, width: set.width, height: set.height, classes: set.classes })
+}
+
+t.test('training and evaluating on an IDX set: what a copy in JavaScript gives, bit for bit, and no copy made', async (t) => {
+  const small = await smallDigits()
+  const dir = join(scratch, 'small-digits')
+  mkdirSync(dir)
+  for (const [side, prefix] of [['train', 'train'], ['test', 't10k']]) {
+    const set = small[side]
+    writeFileSync(join(dir, `${prefix}-images-idx3-ubyte.gz`), gz(idxImages({ count: set.count, pixels: Buffer.from(set.images) })))
+    writeFileSync(join(dir, `${prefix}-labels-idx1-ubyte`), idxLabels({ count: set.count, labels: Buffer.from(set.labels) }))
+  }
+  const held = await datasets.idx(dir, { classes: small.train.classes })
+  t.ok(heldNatively(held.train) && heldNatively(held.test))
+  const run = async (data, name) => {
+    const outDir = join(scratch, name)
+    const { model, history } = await train({ data, epochs: 1, seed: 5, threads: 1, outDir })
+    const metrics = await model.evaluate(data.test, { ways: 5, shots: 1, episodes: 40, seed: 1 })
+    const fingerprint = model.metadata.data_fingerprint
+    model.dispose()
+    const file = readFileSync(join(outDir, 'model.safetensors'))
+    // Everything but the timings.
+    const figures = history.map(({ seconds, pairsPerSecond, ...rest }) => rest)
+    return { weights: file.subarray(8 + Number(file.readBigUInt64LE(0))), figures, metrics, fingerprint }
+  }
+  const native = await run({ train: held.train, test: held.test }, 'held')
+  t.ok(heldNatively(held.train) && heldNatively(held.test), 'training read the store, not images')
+  const copied = await run({ train: small.train, test: small.test }, 'copied')
+  t.ok(native.weights.equals(copied.weights), 'bit-identical weights')
+  t.same(native.figures, copied.figures, 'the same metrics after the epoch')
+  t.same(native.metrics, copied.metrics, 'the same evaluation')
+  t.equal(native.fingerprint, copied.fingerprint, 'the same data fingerprint (a resume accepts either)')
+
+  // The 6 MB of the embedded digits never enter JavaScript: not when read, not when a run starts.
+  const { default: v8 } = await import('node:v8')
+  const { runInNewContext } = await import('node:vm')
+  v8.setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc')
+  gc()
+  const before = process.memoryUsage().arrayBuffers
+  const digits = await datasets.embedded()
+  const pixelBytes = (digits.train.count + digits.test.count) * 784
+  const grown = () => process.memoryUsage().arrayBuffers - before
+  gc()
+  t.ok(grown() < pixelBytes / 4, `JavaScript holds ${grown()} bytes of the ${pixelBytes} pixel bytes`)
+  const model = await createModel({ tower: 'conv4', width: 28, height: 28, embeddingSize: 8 })
+  t.teardown(() => model.dispose())
+  const controller = new AbortController()
+  await t.rejects(model.train({
+    data: digits,
+    epochs: 1,
+    threads: 1,
+    saveEvery: 0,
+    signal: controller.signal,
+    onProgress: (e) => { if (e.type === 'batch') controller.abort() }
+  }), { code: 'ABORT_ERR' })
+  await model.evaluate(digits.test, { ways: 0 })
+  gc()
+  t.ok(grown() < pixelBytes / 4, `a run's start and evaluation copy nothing into JavaScript (${grown()} bytes)`)
 })
 
 const T = 'train-images-idx3-ubyte.gz'

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path'
 import { binding } from '../binding.js'
 import { SiameseTorchError, rethrowAtCallSite, callSite } from '../errors.js'
 import { invalidArg, isStringArray, nonEmptyString, optionsObject } from '../validate.js'
+import { nativeSet, withFields } from './native-pixels.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
 /** The four files of an IDX data set, without the optional `.gz`. */
@@ -25,20 +26,22 @@ export function findIdxFile (dir: string, key: IdxFileKey): string | undefined {
   return undefined
 }
 
-/** Reads one split natively (off the main thread). */
+/**
+ * Reads one split natively (off the main thread). Its pixels stay there, in a store that training,
+ * evaluation and inference read in place (native-pixels.ts); `images` copies them when read.
+ */
 async function readSplit (imagesFile: string, labelsFile: string, classes: readonly string[] | undefined): Promise<LabelledImages> {
   const raw = await binding().readIdx(imagesFile, labelsFile, classes?.length ?? 0)
   const labels = Int32Array.from(raw.labels)
   let largest = 0
   for (const l of labels) largest = Math.max(largest, l)
-  return {
-    images: new Uint8Array(raw.images.buffer, raw.images.byteOffset, raw.images.byteLength),
+  return nativeSet(raw.images, {
     labels,
     count: raw.count,
     width: raw.width,
     height: raw.height,
     classes: classes ?? Array.from({ length: largest + 1 }, (_, i) => String(i))
-  }
+  })
 }
 
 /** Reads the four IDX files in `dir`; the internal form of `idx()` with known class names. */
@@ -66,7 +69,7 @@ export async function readIdxDir (dir: string, name: string, classes?: readonly 
   if (classes === undefined && train.classes.length !== test.classes.length) {
     // Name classes by the larger label range so that both splits share one list.
     const shared = train.classes.length > test.classes.length ? train.classes : test.classes
-    return { name, train: { ...train, classes: shared }, test: { ...test, classes: shared } }
+    return { name, train: withFields(train, { classes: shared }), test: withFields(test, { classes: shared }) }
   }
   return { name, train, test }
 }

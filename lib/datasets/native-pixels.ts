@@ -1,6 +1,6 @@
 // Pixels held natively: datasets.imageFolder decodes into a NativePixels store (uint8, HWC, owned
-// by LibTorch), which training, evaluation and inference read where it is: no copy in JavaScript,
-// none when a run starts. The set's `images` is then a getter that copies the pixels into a
+// by LibTorch), and IDX files (datasets.idx, embedded, mnist, fashionMnist) are read into one; training,
+// evaluation and inference read it where it is: no copy in JavaScript, none when a run starts. The set's `images` is then a getter that copies the pixels into a
 // Uint8Array the first time it is read (and keeps that copy), for code that reads bytes.
 import { binding, type NativePixels } from '../binding.js'
 import type { LabelledImages } from './types.js'
@@ -19,6 +19,18 @@ export function nativeSet (store: NativePixels, fields: Omit<LabelledImages, 'im
   Object.defineProperty(set, 'images', { enumerable: true, get: () => (copy ??= store.read(0, fields.count)) })
   Object.defineProperty(set, STORE, { value: store })
   return set as unknown as LabelledImages
+}
+
+/**
+ * `set` with some fields replaced (not `images`): over the same store when its pixels are held
+ * natively (a spread would read `images`, copying them, and lose the store).
+ */
+export function withFields (set: LabelledImages, fields: Partial<Omit<LabelledImages, 'images'>>): LabelledImages {
+  const store = storeOf(set)
+  if (store === undefined) return { ...set, ...fields }
+  const own: Record<string, unknown> = {}
+  for (const key of Object.keys(set)) if (key !== 'images') own[key] = (set as unknown as Record<string, unknown>)[key]
+  return nativeSet(store, { ...own, ...fields } as Omit<LabelledImages, 'images'>)
 }
 
 /** The store a set's pixels are held in, when they are held natively. */

@@ -4,7 +4,7 @@
 import { SiameseTorchError } from '../errors.js'
 import { integerIn, invalidArg, isPlainObject, optionsObject } from '../validate.js'
 import { assertLabelledImages, classCounts, pixelStats } from './arrays.js'
-import { createStore, imageBytes, nativeSet, storeOf } from './native-pixels.js'
+import { nativeSet, storeOf } from './native-pixels.js'
 import { alphabetOf } from './omniglot.js'
 import type { DataSplit, LabelledImages } from './types.js'
 
@@ -110,12 +110,10 @@ function selectClasses (set: LabelledImages, keep: readonly string[], side: stri
     classes,
     ...(set.fit === undefined ? {} : { fit: set.fit })
   }
-  if (storeOf(set) !== undefined) {
-    // Held natively: so is the part, image by image, without a copy of the whole in JavaScript.
-    const store = createStore(chosen.length, set.width, set.height, channels)
-    chosen.forEach((from, to) => store.set(to, imageBytes(set, from)))
-    store.freeze()
-    return nativeSet(store, fields)
+  const store = storeOf(set)
+  if (store !== undefined) {
+    // Held natively: so is the part, copied there in one call, without a copy in JavaScript.
+    return nativeSet(store.select(Int32Array.from(chosen)), fields)
   }
   const images = new Uint8Array(chosen.length * size)
   chosen.forEach((from, to) => images.set(set.images.subarray(from * size, (from + 1) * size), to * size))

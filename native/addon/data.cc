@@ -7,30 +7,52 @@
 #include "../core/sampling.h"
 #include "convert.h"
 #include "errors.h"
+#include "pixels.h"
 #include "worker.h"
 
 namespace siamese::addon {
 
 namespace {
 
-// readIdx(imagesPath, labelsPath, numClasses) -> Promise<{ images: Buffer, labels: Buffer,
-// count, width, height }>. numClasses 0: labels are only checked against each other's count.
+// One IDX split as read on libuv's pool: the pixels already in the tensor they will be trained on.
+struct IdxRead {
+  torch::Tensor images;  // uint8 [count, rows, cols, 1]
+  std::vector<uint8_t> labels;
+};
+
+// The pixels the reader inflated, as a tensor over the same memory: no copy, and its pages were
+// touched where they were written (off the main thread), so the first batch reads warm memory.
+torch::Tensor adoptPixels(core::IdxImages&& images) {
+  auto* held = new std::vector<uint8_t>(std::move(images.pixels));
+  return torch::from_blob(
+      held->data(), {int64_t{images.count}, int64_t{images.rows}, int64_t{images.cols}, 1},
+      [held](void*) { delete held; }, torch::kUInt8);
+}
+
+// readIdx(imagesPath, labelsPath, numClasses) -> Promise<{ images: NativePixels, labels: Buffer,
+// count, width, height }>. numClasses 0: labels are only checked against each other's count. The
+// pixels stay native (a frozen NativePixels store, read by training and inference where they are);
+// JavaScript gets a copy only of what it reads (Electron's V8 sandbox forbids buffers that point
+// outside it, so nothing is handed over as an external buffer).
 Napi::Value ReadIdx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     std::string imagesPath = stringArg(info, 0);
     std::string labelsPath = stringArg(info, 1);
     const int numClasses = static_cast<int>(numberArg(info, 2));
-    return PromiseWorker<core::IdxSplit>::Start(
-        env, [imagesPath, labelsPath, numClasses]() { return core::readIdxSplit(imagesPath, labelsPath, numClasses); },
-        [](Napi::Env env, core::IdxSplit& split) -> Napi::Value {
+    return PromiseWorker<IdxRead>::Start(
+        env,
+        [imagesPath, labelsPath, numClasses]() {
+          core::IdxSplit split = core::readIdxSplit(imagesPath, labelsPath, numClasses);
+          return IdxRead{adoptPixels(std::move(split.images)), std::move(split.labels.labels)};
+        },
+        [](Napi::Env env, IdxRead& read) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
-          // Copied, not external: Electron's V8 sandbox forbids buffers that point outside it.
-          out.Set("images", Napi::Buffer<uint8_t>::Copy(env, split.images.pixels.data(), split.images.pixels.size()));
-          out.Set("labels", Napi::Buffer<uint8_t>::Copy(env, split.labels.labels.data(), split.labels.labels.size()));
-          out.Set("count", split.images.count);
-          out.Set("width", split.images.cols);
-          out.Set("height", split.images.rows);
+          out.Set("count", read.images.size(0));
+          out.Set("width", read.images.size(2));
+          out.Set("height", read.images.size(1));
+          out.Set("labels", Napi::Buffer<uint8_t>::Copy(env, read.labels.data(), read.labels.size()));
+          out.Set("images", PixelsWrap::wrap(env, std::move(read.images)));
           return out;
         });
   });

@@ -652,7 +652,7 @@ void trainingThread(TrainingJob* raw) {
   } catch (...) {
     raw->error = describeCurrentException();
   }
-  core::releaseIdleCpuMemory();  // the step buffers kept for reuse go back to the system
+  core::returnFreeCpuMemory();  // the step buffers kept for reuse, and malloc's free pages, go back
   send(new TrainingEvent{TrainingEvent::Kind::Done, raw, {}, {}, "", ""});
   raw->events.Release();
 }

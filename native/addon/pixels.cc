@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "convert.h"
@@ -11,10 +13,16 @@
 
 namespace siamese::addon {
 
+namespace {
+// Tags the External that wrap() hands the constructor, so that no other External is taken for one.
+constexpr napi_type_tag kPixelsHandle = {0x5a1e5e70c4a1d1e5ULL, 0x9f3b2c7d11e0a4b8ULL};
+}  // namespace
+
 Napi::Function PixelsWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativePixels",
                      {InstanceMethod("set", &PixelsWrap::Set), InstanceMethod("read", &PixelsWrap::Read),
-                      InstanceMethod("freeze", &PixelsWrap::Freeze), InstanceMethod("stats", &PixelsWrap::Stats)});
+                      InstanceMethod("freeze", &PixelsWrap::Freeze), InstanceMethod("stats", &PixelsWrap::Stats),
+                      InstanceMethod("select", &PixelsWrap::Select)});
 }
 
 PixelsWrap* PixelsWrap::from(Napi::Env env, const Napi::Value& value) {
@@ -24,8 +32,27 @@ PixelsWrap* PixelsWrap::from(Napi::Env env, const Napi::Value& value) {
   return Unwrap(value.As<Napi::Object>());
 }
 
+Napi::Object PixelsWrap::wrap(Napi::Env env, torch::Tensor pixels) {
+  if (pixels.dim() != 4 || pixels.scalar_type() != torch::kUInt8 || !pixels.is_contiguous() ||
+      (pixels.size(3) != 1 && pixels.size(3) != 3) || pixels.numel() == 0) {
+    throw std::logic_error("NativePixels: pixels must be uint8 [N, H, W, 1 or 3], contiguous, not empty");
+  }
+  // An External is a handle, not a buffer: nothing of the pixels is exposed to JavaScript.
+  auto handle = Napi::External<torch::Tensor>::New(env, &pixels);
+  handle.TypeTag(&kPixelsHandle);
+  return Instance::get(env)->pixelsClass.New({handle});
+}
+
 PixelsWrap::PixelsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PixelsWrap>(info) {
   Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    // From wrap() only: the External is the addon's own, tagged, and points at its caller's tensor.
+    auto handle = info[0].As<Napi::External<torch::Tensor>>();
+    if (!handle.CheckTypeTag(&kPixelsHandle)) throw argError(env, "count, height, width and channels");
+    pixels_ = std::move(*handle.Data());
+    frozen_ = true;
+    return;
+  }
   std::vector<int64_t> sizes;
   for (size_t i = 0; i < 4; ++i) {
     const double v = numberArg(info, i);
@@ -106,6 +133,38 @@ Napi::Value PixelsWrap::Stats(const Napi::CallbackInfo& info) {
   out.Set("mean", mean);
   out.Set("std", std);
   return out;
+}
+
+// select(indices: Int32Array) -> NativePixels: a new frozen store of those images, in that order
+// (copied natively, one pass: no image goes through JavaScript).
+Napi::Value PixelsWrap::Select(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw argError(env, "an Int32Array of image indices");
+  }
+  const Napi::Int32Array indices = info[0].As<Napi::Int32Array>();
+  const int64_t n = pixels_.size(0);
+  if (indices.ElementLength() == 0) throw argError(env, "at least one image index");
+  for (size_t i = 0; i < indices.ElementLength(); ++i) {
+    if (indices[i] < 0 || indices[i] >= n) throw argError(env, "image indices within the store");
+  }
+  try {
+    const auto imageBytes = static_cast<size_t>(pixels_.numel() / n);
+    std::vector<int64_t> sizes = pixels_.sizes().vec();
+    sizes[0] = static_cast<int64_t>(indices.ElementLength());
+    torch::Tensor out = torch::empty(sizes, torch::kUInt8);
+    const auto* from = static_cast<const uint8_t*>(pixels_.data_ptr());
+    auto* to = static_cast<uint8_t*>(out.data_ptr());
+    for (size_t i = 0; i < indices.ElementLength(); ++i) {
+      std::memcpy(to + i * imageBytes, from + static_cast<size_t>(indices[i]) * imageBytes, imageBytes);
+    }
+    return wrap(env, std::move(out));
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw makeError(env, describeCurrentException());
+  }
 }
 
 void registerPixels(Napi::Env env, Napi::Object exports) {

@@ -2,6 +2,10 @@
 
 #include <sys/mman.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -180,6 +184,13 @@ bool installCachingCpuAllocator() {
 
 void releaseIdleCpuMemory() {
   if (installed) CachingCpuAllocator::instance().releaseIdle();
+}
+
+void returnFreeCpuMemory() {
+  releaseIdleCpuMemory();
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 CpuAllocatorStats cpuAllocatorStats() {

@@ -113,11 +113,21 @@ bool cpuHasBf16() {
   // SIAMESE_TORCH_CPU_BF16=0 hides the CPU's bfloat16 (tests of the refusal; runs that must stay fp32).
   const char* hidden = std::getenv("SIAMESE_TORCH_CPU_BF16");
   if (hidden != nullptr && std::string(hidden) == "0") return false;
-#if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx512bf16") != 0 || __builtin_cpu_supports("amx-bf16") != 0;
-#else
-  return false;
-#endif
+  // The kernel's flags (what the CPU has and the OS enabled), as every compiler can read them:
+  // GCC's and Clang's __builtin_cpu_supports do not know the same feature names.
+  static const bool has = [] {
+    std::istringstream lines(readFile("/proc/cpuinfo"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream flags(line.substr(line.find(':') + 1));
+      for (std::string flag; flags >> flag;) {
+        if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+      }
+      return false;
+    }
+    return false;
+  }();
+  return has;
 }
 
 const ThreadDefault& threadDefault() {

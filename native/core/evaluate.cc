@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 
+#include "cpu_allocator.h"
 #include "errors.h"
 #include "random.h"
 
@@ -306,8 +307,13 @@ VerificationMetrics allPairsVerification(const PairScorer& scorer, const torch::
     for (int64_t c0 = r0; c0 < n; c0 += kTile) {
       const int64_t columns = std::min(kTile, n - c0);
       const auto scores = scorer.matrix(a, embeddings.narrow(0, c0, columns));
-      const auto upper = torch::arange(c0, c0 + columns, longs).unsqueeze(0) > i;
       const auto same = labelsI == label.narrow(0, c0, columns).unsqueeze(0);
+      if (c0 >= r0 + rows) {
+        // Wholly above the diagonal: every pair counts, with no copy of the tile to select them.
+        histogram.add(scores.flatten(), same.flatten());
+        continue;
+      }
+      const auto upper = torch::arange(c0, c0 + columns, longs).unsqueeze(0) > i;
       histogram.add(scores.masked_select(upper), same.masked_select(upper));
     }
   }
@@ -329,12 +335,31 @@ bool bothKindsOfPair(const ClassIndex& index) {
 
 }  // namespace
 
+namespace {
+
+// Gives the caching allocator's idle blocks back (cpu_allocator.h) when an evaluation ends, however
+// it ends: a whole evaluation is one large job, not the steady steps the cache is for.
+struct ReleaseIdleAtEnd {
+  ReleaseIdleAtEnd() = default;
+  ReleaseIdleAtEnd(const ReleaseIdleAtEnd&) = delete;
+  ReleaseIdleAtEnd& operator=(const ReleaseIdleAtEnd&) = delete;
+  ~ReleaseIdleAtEnd() { releaseIdleCpuMemory(); }
+};
+
+}  // namespace
+
 SetEvaluation evaluateSet(Model& model, const ImageData& set, const EvaluationOptions& options) {
+  // Each phase (embedding, fixed pairs, all pairs, retrieval, episodes) allocates buffers of its
+  // own sizes: the idle blocks of the phase before are given back before it runs, so that the
+  // process holds one phase's cache at a time, and none once the evaluation is over.
+  const ReleaseIdleAtEnd releaseAtEnd;
   const ClassIndex index(set.labels.data(), set.labels.size(), set.numClasses);
   const auto embeddings = model.embedImages(set.images);
+  releaseIdleCpuMemory();
   const Triplets triplets = balancedTriplets(index, options.testSeed, 0);
   SetEvaluation out;
   out.pairs = evaluatePairs(model, embeddings, triplets);
+  releaseIdleCpuMemory();
 
   const PairScorer scorer(model);
   const auto onDevice = embeddings.to(model.device());
@@ -353,15 +378,20 @@ SetEvaluation evaluateSet(Model& model, const ImageData& set, const EvaluationOp
     useModelThresholds(out.fixedPairs, scorer);
   }
   if (options.allPairs && bothKindsOfPair(index)) {
+    releaseIdleCpuMemory();
     out.allPairs = allPairsVerification(scorer, onDevice, set.labels);
     useModelThresholds(*out.allPairs, scorer);
   }
   if (options.retrieval) {
+    releaseIdleCpuMemory();
     // Nearest neighbours by the embeddings' Euclidean distance, whatever the loss, as
     // metric-learning work measures them.
     out.retrieval = retrievalMetrics(onDevice, set.labels);
   }
-  if (options.episodes.ways > 0) out.episodes = episodeAccuracy(scorer, onDevice, index, options.episodes);
+  if (options.episodes.ways > 0) {
+    releaseIdleCpuMemory();
+    out.episodes = episodeAccuracy(scorer, onDevice, index, options.episodes);
+  }
   return out;
 }
 

@@ -171,10 +171,14 @@ void ScoreHistogram::add(const torch::Tensor& scores, const torch::Tensor& same)
   if (scores.numel() == 0) return;
   torch::NoGradGuard noGrad;
   if (!torch::isfinite(scores).all().item<bool>()) throw InvalidArgumentError("pair scores must be finite");
-  // In double: a float's rounding must not move a score below the edge of its own bin.
-  const torch::Tensor bin =
-      ((scores.to(torch::kDouble) - lo_) / width_).floor_().clamp_(0, static_cast<double>(bins_ - 1));
-  const torch::Tensor slot = bin.to(torch::kLong) + same.to(torch::kLong) * bins_;
+  // In double: a float's rounding must not move a score below the edge of its own bin. In place,
+  // in one copy of the scores (the same arithmetic as (s - lo) / width): a tile of a million pairs
+  // needs two 8 MB buffers, not five.
+  torch::Tensor bin = scores.to(torch::kDouble, /*non_blocking=*/false, /*copy=*/true);
+  bin.sub_(lo_).div_(width_).floor_().clamp_(0, static_cast<double>(bins_ - 1));
+  torch::Tensor slot = bin.to(torch::kLong);
+  bin = torch::Tensor();
+  slot.add_(same.to(torch::kLong).mul_(bins_));
   counts_ += torch::bincount(slot, {}, 2 * bins_).to(torch::kCPU);
 }
 

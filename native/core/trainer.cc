@@ -7,6 +7,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "cpu_allocator.h"
 #include "cpus.h"
 #include "errors.h"
 #include "evaluate.h"
@@ -272,7 +273,12 @@ class Trainer {
       }
     }
     const double trainSeconds = secondsSince(started);
+    // The steps' buffers and the evaluation's are of other sizes: each phase starts with the
+    // other's idle blocks given back (cpu_allocator.h), so that the process does not hold both.
+    // Mapping them again costs a few tens of milliseconds an epoch.
+    releaseIdleCpuMemory();
     const PairMetrics m = evaluate();
+    releaseIdleCpuMemory();
 
     EpochMetrics metrics;
     metrics.epoch = epoch;
@@ -350,7 +356,9 @@ class Trainer {
       r.pairs = 2 * static_cast<int64_t>(end - begin);
       r.right = pairsDecidedRight(model_, parts[0].detach(), parts[1].detach(), parts[2].detach());
     }
-    optimizer_->zero_grad();
+    // Gradients dropped rather than zeroed: the backward pass then writes them fresh instead of
+    // filling zeros and adding to them (two passes over every parameter saved; the same values).
+    for (auto& parameter : model_.net()->parameters()) parameter.mutable_grad().reset();
     r.loss.backward();
     if (wholeStep.owns_lock()) {
       optimizer_->step();
@@ -395,7 +403,9 @@ class Trainer {
   // distance model takes the best threshold as its decision threshold.
   PairMetrics evaluate() {
     model_.useForTraining(false);
-    const PairMetrics m = evaluatePairs(model_, model_.embedImages(testImages_), testTriplets_);
+    const torch::Tensor embeddings = model_.embedImages(testImages_);
+    releaseIdleCpuMemory();  // the embedding batches' buffers: the pairs' are of other sizes
+    const PairMetrics m = evaluatePairs(model_, embeddings, testTriplets_);
     model_.useForTraining(true);
     if (model_.loss() != Loss::PairCE) model_.setThreshold(m.threshold);
     return m;

@@ -1,25 +1,33 @@
 // One siamese-torch run of the benchmark, in its own process so that its peak memory is its own.
-// Prints one JSON line. Usage: node ours.mjs THREADS SEED [IDX_DIR]   (default: the embedded digits)
-// SIAMESE_TORCH_BENCH_DEVICE (default cpu) and SIAMESE_TORCH_BENCH_BATCH (default 64) for the GPU run.
+// Prints one JSON line. Usage: node ours.mjs THREADS SEED [IDX_DIR] [--precision fp32|bf16]
+// (default: the embedded digits, fp32). SIAMESE_TORCH_BENCH_DEVICE (default cpu) and
+// SIAMESE_TORCH_BENCH_BATCH (default 64) for the GPU run.
+// --precision other than fp32 is passed to train() and evaluate() (fp32 passes nothing, so the
+// run is what it always was). A library whose train() does not take it (an unknown option, or a
+// CPU it refuses) gives one JSON line with `skipped` and the reason, and exit status 0: the
+// benchmark notes it and goes on.
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { datasets, train } from '../../dist/index.mjs'
+import { evaluateIn, loadedLibraries, precisionOption, trainIn } from './common.mjs'
 
-const threads = Number(process.argv[2] ?? 2)
-const seed = Number(process.argv[3] ?? 0)
-const dir = process.argv[4]
+const args = process.argv.slice(2)
+const { precision, options: precisionOptions } = precisionOption(args)
+const threads = Number(args[0] ?? 2)
+const seed = Number(args[1] ?? 0)
+const dir = args[2]
 const device = process.env.SIAMESE_TORCH_BENCH_DEVICE ?? 'cpu'
 const batchSize = Number(process.env.SIAMESE_TORCH_BENCH_BATCH ?? 64)
 const data = dir === undefined ? await datasets.embedded() : await datasets.idx(dir)
 const loop = monitorEventLoopDelay({ resolution: 5 })
 loop.enable()
-const { model, history } = await train({ data, pairs: 'reference', epochs: 1, threads, seed, device, batchSize })
+const trained = await trainIn(precision, () => train({ data, pairs: 'reference', epochs: 1, threads, seed, device, batchSize, ...precisionOptions }))
+if (trained === undefined) process.exit(0)
+const { model, history } = trained
 loop.disable()
 const { test } = data
 
 // Evaluation throughput: the fixed test pairs, as training measures them.
-let started = performance.now()
-const metrics = await model.evaluate(test, { ways: 0 })
-const evalSeconds = (performance.now() - started) / 1000
+const { metrics, seconds: evalSeconds, evalPrecision } = await evaluateIn(model, test, precision)
 
 // Single-pair predict latency, one call after the other.
 const image = (i) => test.images.slice(i * 784, (i + 1) * 784)
@@ -35,13 +43,15 @@ latencies.sort((a, b) => a - b)
 const left = Array.from({ length: 1024 }, (_, i) => image(i))
 const right = Array.from({ length: 1024 }, (_, i) => image(1024 + (i % 900)))
 await model.predict(left, right)
-started = performance.now()
+const started = performance.now()
 const batches = 5
 for (let b = 0; b < batches; b++) await model.predict(left, right)
 const batchSeconds = (performance.now() - started) / 1000
 
 console.log(JSON.stringify({
   tool: 'siamese-torch',
+  precision,
+  evalPrecision,
   threads,
   device: model.device,
   batchSize,
@@ -52,6 +62,7 @@ console.log(JSON.stringify({
   predictP99Ms: latencies[Math.floor(latencies.length * 0.99)],
   batch1024PairsPerSecond: (batches * 1024) / batchSeconds,
   eventLoopMaxDelayMs: loop.max / 1e6,
-  maxRssMiB: process.resourceUsage().maxRSS / 1024
+  maxRssMiB: process.resourceUsage().maxRSS / 1024,
+  ...loadedLibraries()
 }))
 model.dispose()

@@ -3,10 +3,15 @@
 // 64x64x3 against PyTorch + torchvision (scripts/bench/towers.py) on the same images, batch size,
 // thread count and test pairs, in interleaved runs (ours, PyTorch, ours, PyTorch ...), each run a
 // fresh process. Also the decoding throughput of datasets.imageFolder (sharp, in parallel).
+// PyTorch runs on OpenBLAS with the malloc that measured best for it (common.mjs: pytorchBestEnv).
+// Where the CPU has bf16, two more tools: PyTorch with bf16 autocast (towers.py --precision bf16)
+// and siamese-torch in bf16 (when the library takes `precision`; otherwise a note).
 // Data: coloured shapes drawn with sharp at run time (test/helpers/shapes.mjs); nothing is downloaded.
 // Writes scripts/bench/results/<date>[-N]-towers.json and .md and prints the table.
-// Usage: node scripts/bench/towers.mjs [--reps 2] [--threads 2] [--train 1280] [--decode 2000]
-//        node scripts/bench/towers.mjs --child TOWER DIR THREADS   (one siamese-torch run; prints JSON)
+// Usage: node scripts/bench/towers.mjs [--reps 2] [--threads 2] [--train 1280] [--decode 2000] [--extra-reps 1]
+//          (--extra-reps: repetitions of the two bf16 tools, at most --reps)
+//        node scripts/bench/towers.mjs --child TOWER DIR THREADS [--precision fp32|bf16]
+//          (one siamese-torch run; prints JSON, or { skipped } when the library refuses the precision)
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -15,7 +20,7 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { createModel, datasets, version } from '../../dist/index.mjs'
 import { writeShapes } from '../../test/helpers/shapes.mjs'
-import { lastJson, median } from './common.mjs'
+import { cpuHasBf16, evaluateIn, interleave, lastJson, median, precisionOption, pytorchBestEnv, pytorchLibraries, trainIn } from './common.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const SIZE = 64
@@ -25,18 +30,23 @@ const MEAN = [0.485, 0.456, 0.406]
 const STD = [0.229, 0.224, 0.225]
 
 /** One siamese-torch run: an epoch of the balanced scheme, then the fixed test pairs evaluated. */
-async function child (tower, dir, threads) {
+async function child (tower, dir, threads, args) {
+  // fp32 passes nothing (the run is what it always was); another precision goes to train() and
+  // evaluate(), and a library that refuses it in train() makes this run a { skipped } note.
+  const { precision, options } = precisionOption(args)
   const data = await datasets.imageFolder(dir, { width: SIZE, height: SIZE, channels: 3, testFraction: 0.2 })
   const model = await createModel({ tower, width: SIZE, height: SIZE, channels: 3, embeddingSize: EMBEDDING, mean: MEAN, std: STD, threads })
-  const { history } = await model.train({ data, epochs: 1, batchSize: BATCH, threads, saveEvery: 0 })
+  const trained = await trainIn(precision, () => model.train({ data, epochs: 1, batchSize: BATCH, threads, saveEvery: 0, ...options }))
+  if (trained === undefined) return
+  const { history } = trained
   // Measured warm, as PyTorch's: one evaluation first (the compute thread's start, oneDNN's
   // inference primitives), then the timed one.
-  await model.evaluate(data.test, { ways: 0 })
-  const started = performance.now()
-  const metrics = await model.evaluate(data.test, { ways: 0 })
-  const evalSeconds = (performance.now() - started) / 1000
+  await evaluateIn(model, data.test, precision)
+  const { metrics, seconds: evalSeconds, evalPrecision } = await evaluateIn(model, data.test, precision)
   console.log(JSON.stringify({
     tool: 'siamese-torch',
+    precision,
+    evalPrecision,
     trainPairsPerSecond: history[0].pairsPerSecond,
     evalPairsPerSecond: metrics.pairs / evalSeconds,
     testAccuracy: history[0].testAccuracy,
@@ -46,7 +56,7 @@ async function child (tower, dir, threads) {
 }
 
 if (process.argv[2] === '--child') {
-  await child(process.argv[3], process.argv[4], Number(process.argv[5]))
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]), process.argv.slice(6))
   process.exit(0)
 }
 
@@ -56,6 +66,7 @@ const arg = (name, fallback) => {
 }
 const reps = arg('reps', 2)
 const threads = arg('threads', 2)
+const extraReps = Math.min(reps, arg('extra-reps', 1))
 const trainCount = arg('train', 1280)
 const decodeCount = arg('decode', 2000)
 const python = process.env.SIAMESE_TORCH_BENCH_PYTHON ?? '/usr/bin/python3'
@@ -83,45 +94,56 @@ try {
   const evalPairs = file('pairs.bin', new Uint8Array(pairsArray.buffer))
   const steps = Math.ceil(train.count / BATCH)
 
-  const tools = {
-    ours: (tower) => lastJson(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', tower, dir, String(threads)], { encoding: 'utf8' })),
-    pytorch: (tower) => {
-      const r = lastJson(execFileSync(python, [join(here, 'towers.py'), '--tower', tower, '--data', allPixels, '--labels', allLabels,
-        '--count', String(train.count + test.count), '--width', String(SIZE), '--height', String(SIZE), '--channels', '3',
-        '--embedding', String(EMBEDDING), '--triplets', triplets, '--batch', String(BATCH), '--threads', String(threads),
-        '--max-batches', String(steps + 3), '--eval-pairs', evalPairs, '--mean', MEAN.join(','), '--std', STD.join(','), '--eval-optimized'], { encoding: 'utf8' }))
-      return {
-        tool: 'pytorch',
-        trainPairsPerSecond: r.train_pairs_per_second,
-        evalPairsPerSecond: r.eval_pairs_per_second,
-        // PyTorch's own best for CPU inference: the tower traced and optimize_for_inference'd.
-        optimizedEvalPairsPerSecond: r.eval_optimized_pairs_per_second,
-        memoryFormat: r.memory_format,
-        torch: r.torch,
-        torchvision: r.torchvision
-      }
+  const best = pytorchBestEnv(threads)
+  const bf16 = cpuHasBf16()
+  const noBf16 = 'the CPU has neither avx512_bf16 nor amx_bf16 (/proc/cpuinfo): no native bf16 to measure'
+  const ours = (tower, extra = []) => lastJson(execFileSync(process.execPath,
+    [fileURLToPath(import.meta.url), '--child', tower, dir, String(threads), ...extra], { encoding: 'utf8' }))
+  const pytorch = (tower, extra) => {
+    const r = lastJson(execFileSync(python, [join(here, 'towers.py'), '--tower', tower, '--data', allPixels, '--labels', allLabels,
+      '--count', String(train.count + test.count), '--width', String(SIZE), '--height', String(SIZE), '--channels', '3',
+      '--embedding', String(EMBEDDING), '--triplets', triplets, '--batch', String(BATCH), '--threads', String(threads),
+      '--max-batches', String(steps + 3), '--eval-pairs', evalPairs, '--mean', MEAN.join(','), '--std', STD.join(','), ...extra],
+    { encoding: 'utf8', env: best.env }))
+    return {
+      tool: 'pytorch',
+      trainPairsPerSecond: r.train_pairs_per_second,
+      evalPairsPerSecond: r.eval_pairs_per_second,
+      // PyTorch's own best for CPU inference: the tower traced and optimize_for_inference'd.
+      optimizedEvalPairsPerSecond: r.eval_optimized_pairs_per_second,
+      memoryFormat: r.memory_format,
+      precision: r.precision,
+      ...pytorchLibraries(r),
+      torch: r.torch,
+      torchvision: r.torchvision
     }
   }
+  // PyTorch on OpenBLAS with its best malloc; the bf16 variants only where the CPU has bf16, and
+  // siamese-torch's only while the library takes `precision` (the first refusal is noted once).
+  let oursBf16Skip
+  const plan = (tower) => ({
+    ours: { run: () => ours(tower) },
+    pytorch: { run: () => pytorch(tower, ['--eval-optimized']) },
+    oursBf16: { reps: extraReps, optional: true, skip: bf16 ? oursBf16Skip : noBf16, run: () => ours(tower, ['--precision', 'bf16']) },
+    pytorchBf16: { reps: extraReps, optional: true, skip: bf16 ? undefined : noBf16, run: () => ({ ...pytorch(tower, ['--precision', 'bf16']), tool: 'pytorch-bf16-autocast' }) }
+  })
 
   const results = []
   for (const tower of ['conv4', 'resnet18']) {
-    const runs = { ours: [], pytorch: [] }
-    for (let r = 0; r < reps; r++) {
-      for (const tool of Object.keys(runs)) {
-        runs[tool].push(tools[tool](tower))
-        console.error(`${tower}, rep ${r + 1}/${reps}: ${tool} ${runs[tool].at(-1).trainPairsPerSecond.toFixed(1)} training pairs/s, ` +
-          `${runs[tool].at(-1).evalPairsPerSecond.toFixed(0)} evaluation pairs/s`)
-      }
-    }
-    const m = (tool, key) => median(runs[tool].map((x) => x[key]))
+    const { runs, skipped } = interleave(plan(tower), reps, (tool, x, r) => console.error(`${tower}, rep ${r + 1}/${reps}: ${tool} ` +
+      `${x.trainPairsPerSecond.toFixed(1)} training pairs/s, ${x.evalPairsPerSecond.toFixed(0)} evaluation pairs/s`))
+    if (runs.oursBf16 === undefined && skipped.oursBf16?.startsWith('train() refused')) oursBf16Skip = skipped.oursBf16
+    const m = (tool, key) => (runs[tool] ? median(runs[tool].map((x) => x[key])) : undefined)
+    const medians = (key) => Object.fromEntries(Object.keys(runs).map((t) => [t, m(t, key)]))
     results.push({
       tower,
       runs,
       medians: {
-        trainPairsPerSecond: { ours: m('ours', 'trainPairsPerSecond'), pytorch: m('pytorch', 'trainPairsPerSecond') },
-        evalPairsPerSecond: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'evalPairsPerSecond') },
+        trainPairsPerSecond: medians('trainPairsPerSecond'),
+        evalPairsPerSecond: medians('evalPairsPerSecond'),
         optimizedEvalPairsPerSecond: { ours: m('ours', 'evalPairsPerSecond'), pytorch: m('pytorch', 'optimizedEvalPairsPerSecond') }
-      }
+      },
+      skipped
     })
   }
 
@@ -139,23 +161,39 @@ try {
     versions: { siameseTorch: version().siameseTorch, libtorch: version().libtorch, pytorch: results[0].runs.pytorch[0]?.torch, torchvision: results[0].runs.pytorch[0]?.torchvision },
     method: `towers at ${SIZE}x${SIZE}x3, embedding ${EMBEDDING}, pair-ce head, Adam, batch ${BATCH} triplets; ${train.count} training images ` +
       `(${steps} steps: one epoch of ours, the same number of PyTorch steps after 3 untimed warm-up steps), ${p.left.length} test pairs; ` +
-      `interleaved siamese-torch / PyTorch x ${reps}, medians; each run a fresh process; PyTorch in its faster memory format (probed); ` +
-      'evaluation measured warm for both (one untimed evaluation first)',
+      `interleaved siamese-torch / PyTorch x ${reps} (the bf16 variants x ${extraReps}), medians; each run a fresh process; ` +
+      'PyTorch in its faster memory format (probed), on OpenBLAS with its best malloc; evaluation measured warm for both (one untimed evaluation first)',
+    pytorchBest: { asked: best.asked, notes: best.notes },
     results,
     decode: { images: imagesDecoded, seconds: decodeSeconds, imagesPerSecond: imagesDecoded / decodeSeconds, what: '160x160 PNG -> 105x105x3' },
     minutes: (Date.now() - started) / 60000
   }
-  const rows = [`| tower at ${SIZE}x${SIZE}x3 (${threads} threads, medians of ${reps}) | siamese-torch | PyTorch | siamese-torch / PyTorch |`, '| --- | --- | --- | --- |']
+  const columns = [['ours', 'siamese-torch'], ['oursBf16', 'siamese-torch bf16'], ['pytorch', 'PyTorch'], ['pytorchBf16', 'PyTorch bf16 autocast']]
+  const ratios = [['ours', 'pytorch', 'siamese-torch / PyTorch'], ['oursBf16', 'pytorchBf16', 'siamese-torch bf16 / PyTorch bf16 autocast']]
+  const labels = Object.fromEntries(columns)
+  const rows = [`| tower at ${SIZE}x${SIZE}x3 (${threads} threads, medians of ${reps}; bf16: ${extraReps}) | ${columns.map((c) => c[1]).join(' | ')} | ` +
+    `${ratios.map((c) => c[2]).join(' | ')} |`, `| --- |${' --- |'.repeat(columns.length + ratios.length)}`]
+  const notes = []
   for (const r of results) {
     const md = r.medians
-    const ratio = (k) => `${(md[k].ours / md[k].pytorch).toFixed(2)}x`
-    rows.push(`| **${r.tower}** (PyTorch in ${r.runs.pytorch[0]?.memoryFormat}) | | | |`,
-      `| training throughput (labelled pairs/s) | ${md.trainPairsPerSecond.ours.toFixed(1)} | ${md.trainPairsPerSecond.pytorch.toFixed(1)} | ${ratio('trainPairsPerSecond')} |`,
-      `| evaluation throughput (test pairs/s) | ${md.evalPairsPerSecond.ours.toFixed(0)} | ${md.evalPairsPerSecond.pytorch.toFixed(0)} | ${ratio('evalPairsPerSecond')} |`,
-      `| evaluation against TorchScript's optimize_for_inference (test pairs/s) | ${md.evalPairsPerSecond.ours.toFixed(0)} | ${md.optimizedEvalPairsPerSecond.pytorch.toFixed(0)} | ${ratio('optimizedEvalPairsPerSecond')} |`)
+    const row = (label, key, digits) => {
+      const value = (tool) => md[key][tool]
+      const cells = columns.map(([tool]) => (value(tool) === undefined ? '' : value(tool).toFixed(digits)))
+      const rs = ratios.map(([a, b]) => (value(a) !== undefined && value(b) !== undefined ? `${(value(a) / value(b)).toFixed(2)}x` : ''))
+      return `| ${label} | ${cells.join(' | ')} | ${rs.join(' | ')} |`
+    }
+    const formats = (tool) => (r.runs[tool] ? ` ${labels[tool]} in ${[...new Set(r.runs[tool].map((x) => x.memoryFormat))].join(' or ')}` : '')
+    rows.push(`| **${r.tower}** (${[formats('pytorch'), formats('pytorchBf16')].filter(Boolean).join(',').trim()}) |${' |'.repeat(columns.length + ratios.length)}`,
+      row('training throughput (labelled pairs/s)', 'trainPairsPerSecond', 1),
+      row('evaluation throughput (test pairs/s)', 'evalPairsPerSecond', 0),
+      row("evaluation against TorchScript's optimize_for_inference, fp32 (test pairs/s)", 'optimizedEvalPairsPerSecond', 0))
+    for (const [tool, why] of Object.entries(r.skipped)) notes.push(`${r.tower}: ${labels[tool]} skipped: ${why}`)
   }
+  const [x] = results[0].runs.pytorch
+  notes.unshift(`PyTorch ran on ${x.blas} with ${x.allocator} (read from its /proc/self/maps), ATen ${x.cpuCapability}.`, ...best.notes)
   rows.push('', `datasets.imageFolder decoding (${result.decode.what}, sharp, 8 at a time): ${result.decode.imagesPerSecond.toFixed(0)} images/s ` +
-    `(${imagesDecoded} images in ${decodeSeconds.toFixed(1)} s). Whole tower benchmark: ${result.minutes.toFixed(1)} minutes.`)
+    `(${imagesDecoded} images in ${decodeSeconds.toFixed(1)} s). Whole tower benchmark: ${result.minutes.toFixed(1)} minutes.`,
+  '', ...notes.map((n) => `- ${n}`))
   const table = rows.join('\n')
   const out = join(here, 'results')
   mkdirSync(out, { recursive: true })

@@ -23,8 +23,11 @@ pairs use embedded once in batches of 256, then the head on the pairs; eval_pair
 (BatchNorm folded, oneDNN layouts), reported apart as eval_optimized_* (compile time apart).
 Memory format: --memory-format auto (the default) trains a throw-away copy of the model a few
 steps in each of contiguous and channels_last on the first batch and keeps the faster (model and
-inputs); the choice and the probe's timings are in the output. bf16 is never used; whether the
-CPU and this torch could use it is reported.
+inputs); the choice and the probe's timings are in the output.
+Precision: --precision bf16 runs the forward of training, of the probe and of the eager evaluation
+under torch.autocast('cpu', bfloat16), the loss on fp32 logits, fp32 weights and Adam state; it is
+refused where the CPU lacks avx512_bf16 and amx_bf16. --eval-optimized stays fp32. Whether the CPU
+and this torch could use bf16 is reported either way, with the BLAS and malloc really loaded.
 
 Files: PIXELS.bin uint8, HWC interleaved, image after image (count x height x width x channels
 bytes); LABELS.bin int32 (count); TRIPLETS.bin int32 (anchor, positive, negative) in visit order;
@@ -35,12 +38,11 @@ Usage: towers.py --tower conv4|resnet18 --data PIXELS.bin --labels LABELS.bin --
                  --triplets TRIPLETS.bin [--batch 64] [--threads 2] [--max-batches B] [--warmup 3]
                  --eval-pairs PAIRS.bin [--memory-format auto|contiguous|channels_last]
                  [--mean 0.485,0.456,0.406] [--std 0.229,0.224,0.225] [--seed 0] [--eval-optimized]
-                 [--out result.json]
+                 [--precision fp32|bf16] [--out result.json]
 Prints one JSON line (the result) last.
 """
 import argparse
 import copy
-import json
 import platform
 import resource
 import sys
@@ -51,6 +53,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+
+from torch_env import autocast, bf16_report, probe_memory_format, require_bf16, runtime_report, to_format, write_result
 
 
 # ---- the towers and the head (shared with test/interop/torchvision_tool.py) ----
@@ -111,59 +115,6 @@ class Siamese(nn.Module):
         return self.linear2(torch.abs(e1 - e2))
 
 
-# ---- facts about this torch and CPU ----
-
-def cpu_flags():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_capability():
-    """ATen's CPU kernel level (torch.backends.cpu.get_cpu_capability on torch >= 2.0)."""
-    try:
-        import torch.backends.cpu as cpu_backend
-        return cpu_backend.get_cpu_capability()
-    except (ImportError, AttributeError):
-        for line in torch.__config__.show().splitlines():
-            if 'CPU capability usage' in line:
-                return line.split(':', 1)[1].strip()
-    return None
-
-
-def bf16_report():
-    """Whether bf16 autocast on CPU would be available here (reported only: never used)."""
-    flags = cpu_flags()
-    report = {
-        'mkldnn_available': torch.backends.mkldnn.is_available(),
-        'cpu_capability': cpu_capability(),
-        'cpu_avx512_bf16': 'avx512_bf16' in flags,
-        'cpu_amx_bf16': 'amx_bf16' in flags,
-        'cpu_avx512bw': 'avx512bw' in flags,
-    }
-    supported = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
-    try:
-        report['mkldnn_bf16_supported'] = bool(supported()) if supported else None
-    except Exception:  # noqa: BLE001 (older builds: not there)
-        report['mkldnn_bf16_supported'] = None
-    try:
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = F.conv2d(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3))
-        report['autocast_cpu_bf16'] = out.dtype == torch.bfloat16
-    except Exception as e:  # noqa: BLE001
-        report['autocast_cpu_bf16'] = False
-        report['autocast_cpu_bf16_error'] = str(e)
-    # Native bf16 arithmetic needs avx512_bf16 or AMX; without them oneDNN emulates it (slowly).
-    report['bf16_available'] = bool(report['autocast_cpu_bf16'] and report['mkldnn_available'] and
-                                    (report['cpu_avx512_bf16'] or report['cpu_amx_bf16']))
-    return report
-
-
 # ---- data ----
 
 def read_int32(path, per_row=1):
@@ -207,14 +158,16 @@ class Pixels:
 
 # ---- training and evaluation ----
 
-def train_step(model, optimizer, pixels, t, channels_last):
+def train_step(model, optimizer, pixels, t, channels_last, bf16=False):
     b = len(t)
     x = pixels.batch(torch.from_numpy(np.concatenate([t[:, 0], t[:, 1], t[:, 2]])), channels_last)
-    e = model.tower(x)
-    ea, ep, en = e[:b], e[b:2 * b], e[2 * b:]
+    with autocast(bf16):
+        e = model.tower(x)
+        ea, ep, en = e[:b], e[b:2 * b], e[2 * b:]
+        same, different = model.head(ea, ep), model.head(ea, en)
     ones = torch.ones(b, dtype=torch.long)
     zeros = torch.zeros(b, dtype=torch.long)
-    loss = F.cross_entropy(model.head(ea, ep), ones) + F.cross_entropy(model.head(ea, en), zeros)
+    loss = F.cross_entropy(same.float(), ones) + F.cross_entropy(different.float(), zeros)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -223,28 +176,6 @@ def train_step(model, optimizer, pixels, t, channels_last):
 
 def make_optimizer(model):
     return torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-
-
-def to_format(model, channels_last):
-    return model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def probe_memory_format(model, pixels, t, steps=3):
-    """Seconds per training step of a throw-away copy in each memory format (after one warm-up)."""
-    timings = {}
-    rng_state = torch.get_rng_state()
-    for name, cl in (('contiguous', False), ('channels_last', True)):
-        m = to_format(copy.deepcopy(model), cl)
-        m.train()
-        opt = make_optimizer(m)
-        train_step(m, opt, pixels, t, cl)
-        started = time.perf_counter()
-        for _ in range(steps):
-            train_step(m, opt, pixels, t, cl)
-        timings[name] = (time.perf_counter() - started) / steps
-        del m, opt
-    torch.set_rng_state(rng_state)
-    return timings
 
 
 def embed_all(tower, pixels, channels_last, images=None):
@@ -256,9 +187,9 @@ def embed_all(tower, pixels, channels_last, images=None):
     return torch.cat(chunks)
 
 
-def evaluate(model, pixels, pairs, labels, channels_last):
+def evaluate(model, pixels, pairs, labels, channels_last, bf16=False):
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(bf16):
         started = time.perf_counter()
         # The images the pairs use, each embedded once (as siamese-torch's evaluate does).
         used, inverse = np.unique(pairs.reshape(-1), return_inverse=True)
@@ -268,7 +199,7 @@ def evaluate(model, pixels, pairs, labels, channels_last):
         inverse = torch.from_numpy(inverse.reshape(-1, 2))
         left = inverse[:, 0]
         right = inverse[:, 1]
-        logits = model.head(embeddings[left], embeddings[right])
+        logits = model.head(embeddings[left], embeddings[right]).float()
         p_same = torch.softmax(logits, dim=1)[:, 1]
         head_seconds = time.perf_counter() - started
     model.train()
@@ -316,14 +247,6 @@ def evaluate_optimized(model, pixels, pairs, channels_last, eager_embeddings):
     }
 
 
-def write_result(result, out):
-    """Prints a run's result as one JSON line (the driver reads the last) and writes it to `out`, if given."""
-    print(json.dumps(result), flush=True)
-    if out:
-        with open(out, 'w') as f:
-            json.dump(result, f, indent=2)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--tower', required=True, choices=['conv4', 'resnet18'])
@@ -345,9 +268,14 @@ def main():
     p.add_argument('--std', type=floats, default=[0.229, 0.224, 0.225])
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--eval-optimized', action='store_true',
-                   help='also evaluate with torch.jit.optimize_for_inference (reported apart)')
+                   help='also evaluate with torch.jit.optimize_for_inference (reported apart; in fp32)')
+    p.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                   help='bf16: autocast on the CPU for training and evaluation, fp32 weights')
     p.add_argument('--out')
     args = p.parse_args()
+    bf16 = args.precision == 'bf16'
+    if bf16:
+        require_bf16()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -369,7 +297,8 @@ def main():
 
     probe = None
     if args.memory_format == 'auto':
-        probe = probe_memory_format(model, pixels, triplets[:args.batch])
+        first = triplets[:args.batch]
+        probe = probe_memory_format(model, make_optimizer, lambda m, opt, cl: train_step(m, opt, pixels, first, cl, bf16))
         channels_last = probe['channels_last'] < probe['contiguous']
     else:
         channels_last = args.memory_format == 'channels_last'
@@ -382,7 +311,7 @@ def main():
         if step == args.warmup:
             timed_started = time.perf_counter()
         t = triplets[step * args.batch:(step + 1) * args.batch]
-        losses.append(train_step(model, optimizer, pixels, t, channels_last))
+        losses.append(train_step(model, optimizer, pixels, t, channels_last, bf16))
     train_seconds = time.perf_counter() - timed_started
     timed_triplets = min(len(triplets), steps * args.batch) - args.warmup * args.batch
 
@@ -398,6 +327,7 @@ def main():
         'batch': args.batch,
         'memory_format': 'channels_last' if channels_last else 'contiguous',
         'memory_format_probe_seconds_per_step': probe,
+        'precision': args.precision,
         'warmup_steps': args.warmup,
         'timed_steps': steps - args.warmup,
         'train_seconds': train_seconds,
@@ -409,15 +339,19 @@ def main():
     }
     # One untimed evaluation first (oneDNN builds its inference primitives), then the timed one:
     # both tools are measured warm.
-    evaluate(model, pixels, pairs, labels, channels_last)
-    evaluation, embeddings = evaluate(model, pixels, pairs, labels, channels_last)
+    evaluate(model, pixels, pairs, labels, channels_last, bf16)
+    evaluation, embeddings = evaluate(model, pixels, pairs, labels, channels_last, bf16)
     result.update(evaluation)
     # Peak RSS of training and eager evaluation (with --memory-format auto it includes the probe's
     # throw-away model; name the format to leave it out).
     result['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.eval_optimized:
+        # TorchScript's inference path, traced from the fp32 weights whatever --precision says.
         result.update(evaluate_optimized(model, pixels, pairs, channels_last, embeddings))
+        result['eval_optimized_precision'] = 'fp32'
+    result['eval_precision'] = args.precision
     result['bf16'] = bf16_report()
+    result.update(runtime_report())
     write_result(result, args.out)
 
 

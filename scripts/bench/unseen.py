@@ -88,8 +88,9 @@ import torch.nn.functional as F
 
 # The towers, imported from the scripts beside this one (they run nothing when imported).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import Net  # noqa: E402
-from towers import Conv4, Pixels, Siamese, embed_all, read_int32, write_result  # noqa: E402
+from reference import Net, embed as reference_embed, head as reference_head  # noqa: E402
+from torch_env import write_result  # noqa: E402
+from towers import Conv4, Pixels, Siamese, embed_all, read_int32  # noqa: E402
 
 LOSSES = ('pair-ce', 'contrastive', 'triplet')
 
@@ -105,12 +106,10 @@ class ReferenceModel(torch.nn.Module):
 
     def embed(self, x):
         # The layers of Net.forward, in its order: the embedding is linear1's output after ReLU.
-        n = self.net
-        x = F.relu(n.conv3(F.relu(n.conv2(n.pool1(F.relu(n.conv1(x)))))))
-        return F.relu(n.linear1(x.view(x.shape[0], -1)))
+        return reference_embed(self.net, x)
 
     def head(self, e1, e2):
-        return self.net.linear2(torch.abs(e2 - e1))
+        return reference_head(self.net, e1, e2)
 
     def check_against_forward(self):
         """The batched embedding and head reproduce Net.forward (so this is still the recipe's network)."""

@@ -1,7 +1,7 @@
 // Child of leaks.test.mjs (run with --expose-gc): repeats a job many times and prints resident
 // memory (VmRSS, after a garbage collection) and the caching allocator's counters as it goes.
 // Usage: node --expose-gc leaks.mjs predict   10,000 predict calls on one model
-//        node --expose-gc leaks.mjs cycles    20 x (create, train 1 epoch, predict, save, load, dispose)
+//        node --expose-gc leaks.mjs cycles    30 x (create, train 1 epoch, predict, save, load, dispose)
 import { join } from 'node:path'
 import { createModel, loadModel } from 'siamese-torch'
 import { binding } from '../../../dist/binding.js'
@@ -41,7 +41,7 @@ if (mode === 'predict') {
   print({ baselineLiveMiB: baseline / 2 ** 20 })
   sample(0)
   const file = join(scratch, 'cycle.safetensors')
-  for (let cycle = 1; cycle <= 20; cycle++) {
+  for (let cycle = 1; cycle <= 30; cycle++) {
     const model = await createModel({ seed: cycle })
     const liveCreated = binding().cpuMemory().liveBytes
     await model.train({ data, epochs: 1 })
