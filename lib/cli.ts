@@ -46,7 +46,7 @@ function kebab (key: string): string {
  * A flag for a contract setting: `--<kebab key> <value>`, checked by the setting itself (the
  * library's own message, naming the flag), with the default in its help but not as a value.
  */
-function settingOption (key: string, setting: Setting<unknown>, recipe?: unknown): Option {
+function settingOption (key: string, setting: Setting<unknown>, recipe?: number | string): Option {
   const flag = `--${kebab(key)}`
   const fallback = setting.default
   // A training setting whose recipe value differs: the reference scheme and mining take that one.
@@ -371,7 +371,7 @@ function defineTrainCommand (program: Command): void {
     .option('--data <source>', `embedded, mnist, fashion-mnist, omniglot, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
     .option('--download', 'download mnist, fashion-mnist or omniglot if missing (verified)')
   for (const [key, setting] of Object.entries(trainingSettings)) {
-    command.addOption(settingOption(key, setting, (recipeTrainingDefaults as Record<string, unknown>)[key]))
+    command.addOption(settingOption(key, setting, (recipeTrainingDefaults as Record<string, number | string | undefined>)[key]))
   }
   for (const key of MODEL_FLAGS) command.addOption(settingOption(key, modelSettings[key]))
   command
