@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
-import type { Channels, Loss, Mining, Optimizer, PairScheme, Precision, Tower } from './contract.js'
+import type { Channels, Loss, LrSchedule, Mining, Optimizer, PairScheme, Precision, Tower } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 
 /** A GPU as the addon reports it. */
@@ -96,6 +96,8 @@ export interface NativeTrainConfig {
   mining: Mining
   optimizer: Optimizer
   lr: number
+  lrSchedule: LrSchedule
+  warmup: number
   weightDecay: number
   momentum: number
   saveEvery: number
@@ -144,7 +146,7 @@ export interface NativeEpochMetrics {
 }
 
 export type NativeTrainingEvent =
-  | { type: 'batch', epoch: number, epochs: number, batch: number, batches: number, loss: number, pairsPerSecond: number, etaSeconds: number }
+  | { type: 'batch', epoch: number, epochs: number, batch: number, batches: number, loss: number, lr: number, pairsPerSecond: number, etaSeconds: number }
   | ({ type: 'epoch' } & NativeEpochMetrics)
   | { type: 'file', kind: 'checkpoint' | 'model', path: string }
 
@@ -220,8 +222,11 @@ export interface NativeContract {
   minings: string[]
   optimizers: string[]
   pairSchemes: string[]
+  lrSchedules: string[]
   towers: string[]
   defaults: Record<string, number | string>
+  /** The recipe's values where the defaults differ. */
+  recipe: Record<string, number | string>
 }
 
 /** The raw addon: plain values in, plain values out; every check happens before a call. */

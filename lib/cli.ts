@@ -10,7 +10,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path'
 import { SingleBar } from 'cli-progress'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 
-import { choices, defaults, evaluationSettings, modelSettings, trainingSettings, type Channels, type Fit, type Precision, type Setting } from './contract.js'
+import { choices, defaults, evaluationSettings, modelSettings, recipeTrainingDefaults, trainingSettings, type Channels, type Fit, type Precision, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
 import { SiameseTorchError } from './errors.js'
@@ -46,10 +46,12 @@ function kebab (key: string): string {
  * A flag for a contract setting: `--<kebab key> <value>`, checked by the setting itself (the
  * library's own message, naming the flag), with the default in its help but not as a value.
  */
-function settingOption (key: string, setting: Setting<unknown>): Option {
+function settingOption (key: string, setting: Setting<unknown>, recipe?: number | string): Option {
   const flag = `--${kebab(key)}`
   const fallback = setting.default
-  const shown = typeof fallback === 'string' || typeof fallback === 'number' ? ` (default: ${fallback})` : ''
+  // A training setting whose recipe value differs: the reference scheme and mining take that one.
+  const recipeNote = recipe === undefined ? '' : `; ${String(recipe)} with --pairs reference or --mining`
+  const shown = typeof fallback === 'string' || typeof fallback === 'number' ? ` (default: ${fallback}${recipeNote})` : ''
   // A flag whose value may be left out: --freeze-tower (every stage), --augment (the preset).
   const optional = setting.kind === 'stages' || setting.kind === 'augment'
   const placeholder = { choice: 'name', integer: 'n', number: 'x', numbers: 'x|a,b,c', boolean: 'yes|no', device: 'device', stages: 'n', augment: 'json' }[setting.kind]
@@ -368,7 +370,9 @@ function defineTrainCommand (program: Command): void {
     .description('train a Siamese network (defaults: the reference recipe on the embedded digits)')
     .option('--data <source>', `embedded, mnist, fashion-mnist, omniglot, a folder of IDX files, or a folder of class folders (default: ${defaults.data}; with --resume: the checkpoint's)`)
     .option('--download', 'download mnist, fashion-mnist or omniglot if missing (verified)')
-  for (const [key, setting] of Object.entries(trainingSettings)) command.addOption(settingOption(key, setting))
+  for (const [key, setting] of Object.entries(trainingSettings)) {
+    command.addOption(settingOption(key, setting, (recipeTrainingDefaults as Record<string, number | string | undefined>)[key]))
+  }
   for (const key of MODEL_FLAGS) command.addOption(settingOption(key, modelSettings[key]))
   command
     .option('--size <WxH>', `input size: a folder of images is resized to it (default: ${modelSettings.width.default}x${modelSettings.height.default}; other data has its own)`, parseSize)

@@ -20,6 +20,8 @@ const FITS = ['cover', 'contain', 'fill'] as const
 const EPISODE_SCOPES = ['set', 'alphabet'] as const
 /** Compute precision: fp32, or bfloat16 compute with fp32 weights (see `Precision`). */
 const PRECISIONS = ['fp32', 'bf16'] as const
+/** How the learning rate moves over a run (see `LrSchedule`). */
+const LR_SCHEDULES = ['constant', 'cosine'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist', 'omniglot'] as const
 
@@ -67,6 +69,14 @@ export type Fit = (typeof FITS)[number]
  *   with `ERR_UNSUPPORTED`.
  */
 export type Precision = (typeof PRECISIONS)[number]
+/**
+ * How the learning rate moves over a run, after `warmup` epochs of linear warm-up (none by default
+ * with either):
+ * - `'constant'`: `lr` throughout (the reference recipe's).
+ * - `'cosine'`: from `lr` down to 0 along a half cosine over the run's remaining steps (of all
+ *   `epochs`: a resumed run continues the schedule it started).
+ */
+export type LrSchedule = (typeof LR_SCHEDULES)[number]
 /** Image channels: 1 (grey) or 3 (RGB). */
 export type Channels = 1 | 3
 export type DataSource = (typeof DATA_SOURCES)[number]
@@ -304,22 +314,32 @@ export const modelSettings = {
 
 /** How a model is trained: the options of `model.train` (and `train`) that are settings. */
 export const trainingSettings = {
+  // The defaults of `lr`, `lrSchedule`, `warmup` and `batchSize` are those measured best for the
+  // balanced scheme (docs/performance.md, "Accuracy per minute"); the reference scheme and mined
+  // batches take the recipe's instead (`recipeTrainingDefaults`).
   /** Training pair scheme: `'balanced'` (fresh every epoch) or `'reference'` (the recipe's). */
   pairs: choice(PAIR_SCHEMES, 'balanced', 'training pair scheme'),
   /** Online mining for the triplet loss over class-balanced batches. */
   mining: choice(MININGS, 'none', 'triplet mining (loss triplet only)'),
   /** `'adam'` (L2 weight decay added to the gradient, as PyTorch's Adam) or `'sgd'`. */
   optimizer: choice(OPTIMIZERS, 'adam', 'optimiser'),
-  /** Learning rate. */
-  lr: number(1e-12, 100, 0.001, 'learning rate'),
+  /** Learning rate: the peak of a schedule. Default 0.003; the recipe's 0.001 with `pairs: 'reference'` or mining. */
+  lr: number(1e-12, 100, 0.003, 'learning rate, the peak of a schedule'),
+  /** How the learning rate moves over the run (see `LrSchedule`). Default `'cosine'`; the recipe's `'constant'` with `pairs: 'reference'` or mining. */
+  lrSchedule: choice(LR_SCHEDULES, 'cosine', 'learning-rate schedule: lr throughout, or a half cosine from lr to 0 over the run'),
+  /**
+   * Epochs of linear warm-up to `lr` at the start of the run (a fraction is a share of an epoch's
+   * steps); 0 for none. Default 0.25; the recipe's 0 with `pairs: 'reference'` or mining.
+   */
+  warmup: number(0, 1_000_000, 0.25, 'epochs of linear learning-rate warm-up (0: none)'),
   /** L2 weight decay, added to the gradient. */
   weightDecay: number(0, 100, 0.0001, 'L2 weight decay'),
   /** SGD momentum. */
   momentum: number(0, 1, 0.9, 'SGD momentum'),
   /** Epochs in all (a resumed run counts those the checkpoint has done). */
   epochs: integer(1, 1_000_000, 10, 'epochs'),
-  /** Triplets per batch: two labelled pairs each. */
-  batchSize: integer(1, 1 << 20, 64, 'triplets per batch (2 labelled pairs each)'),
+  /** Triplets per batch: two labelled pairs each. Default 32; the recipe's 64 with `pairs: 'reference'` or mining. */
+  batchSize: integer(1, 1 << 20, 32, 'triplets per batch (2 labelled pairs each)'),
   /** Seed of initialisation, pairs and order. Same seed on the CPU, same thread count: bit-identical weights. */
   seed: seed('seed of initialisation, pairs and order'),
   /** LibTorch threads for training, and for the model's later inference. Default: `version().threads`, the CPUs this process may use, shared between the training runs going. */
@@ -351,6 +371,20 @@ export const trainingSettings = {
     check: (value: unknown, name: string): boolean | AugmentOptions => checkAugment(value, name)
   } satisfies Setting<boolean | AugmentOptions, false>
 } as const
+
+/**
+ * The reference recipe's training settings where the defaults differ from them: what a run with
+ * `pairs: 'reference'`, or with mining (whose class-balanced batches draw no pairs), takes for each
+ * of these it is not given, so that the recipe stays bit-identical to what it always was
+ * (docs/recipe.md). A checkpoint that did not record one of them (written before it existed)
+ * trained at its value here too.
+ */
+export const recipeTrainingDefaults = Object.freeze({
+  lr: 0.001,
+  lrSchedule: 'constant' as LrSchedule,
+  warmup: 0,
+  batchSize: 64
+}) satisfies Partial<Values<typeof trainingSettings>>
 
 /** How a model is evaluated: the options of `model.evaluate`. */
 export const evaluationSettings = {
@@ -424,13 +458,16 @@ export const choices = {
   fit: FITS,
   data: DATA_SOURCES,
   within: EPISODE_SCOPES,
-  precision: PRECISIONS
+  precision: PRECISIONS,
+  lrSchedule: LR_SCHEDULES
 } as const
 
 /** The default of every setting, by group: what a call gets for an option it does not pass. */
 export const defaults = {
   model: defaultsOf(modelSettings),
   training: defaultsOf(trainingSettings),
+  /** Those of `training` that a run with `pairs: 'reference'` or with mining takes instead: the recipe's. */
+  recipe: recipeTrainingDefaults,
   evaluation: defaultsOf(evaluationSettings),
   sampling: defaultsOf(samplingSettings),
   download: defaultsOf(downloadSettings),

@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
   AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
-  imageFolderSettings, modelSettings, read, trainingSettings,
+  imageFolderSettings, modelSettings, read, recipeTrainingDefaults, trainingSettings,
   type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Setting, type Tower, type Values
 } from './contract.js'
 import { SiameseTorchError } from './errors.js'
@@ -318,13 +318,20 @@ export function readCheckpoint (path: string, metadata: Record<string, string>):
 
 /**
  * The training settings: those given win; a resumed run falls back to what its checkpoint
- * recorded, then to the contract's defaults. A recorded value that fails its check is the
+ * recorded, then to the contract's defaults: for the reference scheme and mined batches, and for
+ * a checkpoint that did not record a setting of the recipe's (written before the setting
+ * existed), the recipe's (`recipeTrainingDefaults`). A recorded value that fails its check is the
  * checkpoint's fault (ERR_BAD_FILE), not the caller's.
  */
 export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint: Checkpoint | undefined): ResolvedTrainingSettings {
+  let recipe = false
   const setting = <T, D extends T | undefined>(key: string, spec: Setting<T, D>): T | D => {
     const recorded = checkpoint?.options[key]
-    if (o[key] !== undefined || checkpoint === undefined || recorded === undefined) return read(spec, o[key], key)
+    if (o[key] !== undefined || checkpoint === undefined || recorded === undefined) {
+      const fallback = (recipeTrainingDefaults as Record<string, unknown>)[key] as T | undefined
+      if (o[key] === undefined && fallback !== undefined && (recipe || checkpoint !== undefined)) return fallback
+      return read(spec, o[key], key)
+    }
     try {
       return spec.check(recorded, key)
     } catch (err) {
@@ -334,11 +341,16 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
     }
   }
   const t = trainingSettings
+  const pairs = setting('pairs', t.pairs)
+  const mining = setting('mining', t.mining)
+  recipe = pairs === 'reference' || mining !== 'none'
   return {
-    pairs: setting('pairs', t.pairs),
-    mining: setting('mining', t.mining),
+    pairs,
+    mining,
     optimizer: setting('optimizer', t.optimizer),
     lr: setting('lr', t.lr),
+    lrSchedule: setting('lrSchedule', t.lrSchedule),
+    warmup: setting('warmup', t.warmup),
     weightDecay: setting('weightDecay', t.weightDecay),
     momentum: setting('momentum', t.momentum),
     epochs: setting('epochs', t.epochs),

@@ -44,6 +44,8 @@ export interface BatchEvent {
   batches: number
   /** Loss of this batch. */
   loss: number
+  /** The learning rate this batch's step was taken with (see `lrSchedule`). */
+  lr: number
   pairsPerSecond: number
   /** Seconds left in this epoch, at the current pace. */
   etaSeconds: number

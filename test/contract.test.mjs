@@ -14,8 +14,10 @@ t.test('the C++ header and the TypeScript module agree', async (t) => {
   t.same(native.optimizers, choices.optimizer)
   t.same(native.pairSchemes, choices.pairs)
   t.same(native.towers, choices.tower)
+  t.same(native.lrSchedules, choices.lrSchedule)
   const ts = { ...defaults.model, ...defaults.training }
   for (const [key, value] of Object.entries(native.defaults)) t.equal(value, ts[key], `default ${key}`)
+  t.same(native.recipe, defaults.recipe, "the recipe's values where the defaults differ")
 })
 
 t.test('the command line shows the contract: choices and defaults in --help', async (t) => {
@@ -25,8 +27,8 @@ t.test('the command line shows the contract: choices and defaults in --help', as
   t.match(help, '--lr <x>')
   t.match(help, `(choices: ${choices.loss.map((c) => `"${c}"`).join(', ')})`)
   t.match(help, `(choices: ${choices.mining.map((c) => `"${c}"`).join(', ')})`)
-  t.match(help, `triplets per batch (2 labelled pairs each) (default: ${defaults.training.batchSize})`)
-  t.match(help, `learning rate (default: ${defaults.training.lr})`)
+  t.match(help, `triplets per batch (2 labelled pairs each) (default: ${defaults.training.batchSize}; ${defaults.recipe.batchSize} with --pairs reference or --mining)`)
+  t.match(help, `learning rate, the peak of a schedule (default: ${defaults.training.lr}; ${defaults.recipe.lr} with --pairs reference or --mining)`)
 })
 
 t.test('no default is restated outside the contract', async (t) => {

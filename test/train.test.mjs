@@ -3,7 +3,7 @@ import t from 'tap'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { train, createModel, loadModel, version, SiameseTorchError } from 'siamese-torch'
+import { defaults, train, createModel, loadModel, version, SiameseTorchError } from 'siamese-torch'
 import { smallDigits, image } from './helpers/small-data.mjs'
 
 const data = await smallDigits()
@@ -45,7 +45,7 @@ t.test('one epoch: events, metrics, files, and a free event loop', async (t) => 
   t.ok(batches.length >= 2, 'batch events arrive')
   const lastOfEpoch = batches.filter((e) => e.epoch === 1).at(-1)
   t.equal(lastOfEpoch.batch, lastOfEpoch.batches, 'the last batch of an epoch is always reported')
-  t.equal(lastOfEpoch.batches, Math.ceil(data.train.count / 64))
+  t.equal(lastOfEpoch.batches, Math.ceil(data.train.count / defaults.training.batchSize), `batches of ${defaults.training.batchSize} triplets`)
   t.same(events.filter((e) => e.type === 'epoch').map((e) => e.epoch), [1, 2])
   const files = events.filter((e) => e.type === 'file')
   t.same(files.map((f) => f.kind), ['checkpoint', 'checkpoint', 'model'])
@@ -201,7 +201,7 @@ t.test('training pixels are copied on the main thread after train() returns: a b
   const { nativeAugment } = await import('../dist/options.js')
   const native = await binding().createModel({ tower: 'reference', width: 28, height: 28, channels: 1, embeddingSize: 16, mean: [0.1307], std: [0.3081], loss: 'pair-ce', margin: 1, threshold: 0.5 }, 'cpu', 0, 1)
   const images = new Uint8Array(data.train.images)
-  const config = { epochs: 1, batchSize: 64, seed: 0, pairs: 'balanced', mining: 'none', optimizer: 'adam', lr: 0.001, weightDecay: 0, momentum: 0, saveEvery: 0, outDir: '', threads: 1, testSeed: 0, startEpoch: 0, resume: false, expectedDataFingerprint: '', freezeStages: 0, augment: nativeAugment(false) }
+  const config = { epochs: 1, batchSize: 64, seed: 0, pairs: 'balanced', mining: 'none', optimizer: 'adam', lr: 0.001, lrSchedule: 'constant', warmup: 0, weightDecay: 0, momentum: 0, saveEvery: 0, outDir: '', threads: 1, testSeed: 0, startEpoch: 0, resume: false, expectedDataFingerprint: '', freezeStages: 0, augment: nativeAugment(false) }
   const running = native.train({ ...data.train, images, numClasses: 10 }, { ...data.test, numClasses: 10 }, config, () => {})
   structuredClone(images, { transfer: [images.buffer] }) // detached before the training thread asked for it
   t.equal(images.length, 0, 'detached')

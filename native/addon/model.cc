@@ -556,6 +556,7 @@ void deliverTrainingEvent(Napi::Env env, Napi::Function onEvent, TrainingEvent* 
       o.Set("batch", b.batch);
       o.Set("batches", b.batches);
       o.Set("loss", b.loss);
+      o.Set("lr", b.lr);
       o.Set("pairsPerSecond", b.pairsPerSecond);
       o.Set("etaSeconds", b.etaSeconds);
       break;
@@ -676,6 +677,8 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.mining = choice<core::Mining>(o, "mining");
     c.optimizer = choice<core::Optimizer>(o, "optimizer");
     c.lr = num(o, "lr");
+    c.lrSchedule = choice<core::LrSchedule>(o, "lrSchedule");
+    c.warmup = num(o, "warmup");
     c.weightDecay = num(o, "weightDecay");
     c.momentum = num(o, "momentum");
     c.saveEvery = static_cast<int64_t>(num(o, "saveEvery"));
@@ -821,6 +824,7 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   out.Set("optimizers", choiceNames<core::Optimizer>(env));
   out.Set("pairSchemes", choiceNames<core::PairScheme>(env));
   out.Set("towers", choiceNames<core::Tower>(env));
+  out.Set("lrSchedules", choiceNames<core::LrSchedule>(env));
   Napi::Object defaults = Napi::Object::New(env);
   defaults.Set("tower", core::choiceName(d::kTower));
   defaults.Set("width", static_cast<double>(d::kWidth));
@@ -834,6 +838,8 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   defaults.Set("mining", core::choiceName(d::kMining));
   defaults.Set("optimizer", core::choiceName(d::kOptimizer));
   defaults.Set("lr", d::kLr);
+  defaults.Set("lrSchedule", core::choiceName(d::kLrSchedule));
+  defaults.Set("warmup", d::kWarmup);
   defaults.Set("weightDecay", d::kWeightDecay);
   defaults.Set("momentum", d::kMomentum);
   defaults.Set("epochs", static_cast<double>(d::kEpochs));
@@ -841,6 +847,13 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   defaults.Set("seed", static_cast<double>(d::kSeed));
   defaults.Set("saveEvery", static_cast<double>(d::kSaveEvery));
   out.Set("defaults", defaults);
+  namespace r = core::recipe;
+  Napi::Object recipe = Napi::Object::New(env);
+  recipe.Set("lr", r::kLr);
+  recipe.Set("lrSchedule", core::choiceName(r::kLrSchedule));
+  recipe.Set("warmup", r::kWarmup);
+  recipe.Set("batchSize", static_cast<double>(r::kBatchSize));
+  out.Set("recipe", recipe);
   return out;
 }
 

@@ -21,6 +21,7 @@ enum class Optimizer { Adam, Sgd };
 enum class PairScheme { Reference, Balanced };
 enum class Tower { Reference, Conv4, ResNet18 };
 enum class Precision { Fp32, Bf16 };
+enum class LrSchedule { Constant, Cosine };
 
 // Each enum's values with their names, in the order lib/contract.ts lists them.
 template <typename Enum>
@@ -63,6 +64,13 @@ struct Choices<Precision> {
       {{Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}}};
 };
 
+template <>
+struct Choices<LrSchedule> {
+  static constexpr const char* kind = "learning-rate schedule";
+  static constexpr std::array<std::pair<LrSchedule, std::string_view>, 2> values{
+      {{LrSchedule::Constant, "constant"}, {LrSchedule::Cosine, "cosine"}}};
+};
+
 // The enum value named `name`; InvalidArgumentError for an unknown name.
 template <typename Enum>
 Enum parseChoice(std::string_view name) {
@@ -95,13 +103,26 @@ constexpr double kStd = 0.3081;
 constexpr PairScheme kPairs = PairScheme::Balanced;
 constexpr Mining kMining = Mining::None;
 constexpr Optimizer kOptimizer = Optimizer::Adam;
-constexpr double kLr = 1e-3;
+// lr, lrSchedule, warmup and batchSize: measured best for the balanced scheme (docs/performance.md);
+// the reference scheme and mining take the recipe's (namespace recipe below).
+constexpr double kLr = 3e-3;
+constexpr LrSchedule kLrSchedule = LrSchedule::Cosine;
+constexpr double kWarmup = 0.25;  // epochs
 constexpr double kWeightDecay = 1e-4;
 constexpr double kMomentum = 0.9;
 constexpr int64_t kEpochs = 10;
-constexpr int64_t kBatchSize = 64;
+constexpr int64_t kBatchSize = 32;
 constexpr uint64_t kSeed = 0;
 constexpr int64_t kSaveEvery = 2;
 }  // namespace defaults
+
+// The reference recipe's values where the defaults differ (lib/contract.ts, recipeTrainingDefaults):
+// a run with pairs 'reference' or with mining takes these. lib/ resolves them before a call.
+namespace recipe {
+constexpr double kLr = 1e-3;
+constexpr LrSchedule kLrSchedule = LrSchedule::Constant;
+constexpr double kWarmup = 0;
+constexpr int64_t kBatchSize = 64;
+}  // namespace recipe
 
 }  // namespace siamese::core

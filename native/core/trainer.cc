@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <type_traits>
@@ -261,13 +262,14 @@ class Trainer {
     auto lastReport = Clock::now();
     for (int64_t b = 0; b < plan.batches; ++b) {
       if (hooks_.stop != nullptr && hooks_.stop->load()) return false;
+      const double lr = setLr((epoch - 1) * plan.batches + b, plan.batches);
       const StepResult step = trainStep(plan, b);
       lossSum += step.loss.item<double>();
       pairsDone += step.pairs;
       pairsRight += step.right;
       if (hooks_.onBatch && (secondsSince(lastReport) >= 0.1 || b + 1 == plan.batches)) {
         lastReport = Clock::now();
-        reportBatch(epoch, b, plan.batches, step.loss.item<double>(), pairsDone, started);
+        reportBatch(epoch, b, plan.batches, step.loss.item<double>(), lr, pairsDone, started);
       }
     }
     const double trainSeconds = secondsSince(started);
@@ -294,6 +296,20 @@ class Trainer {
     if (hooks_.onEpoch) hooks_.onEpoch(metrics);
     if (!c_.outDir.empty() && c_.saveEvery > 0 && epoch % c_.saveEvery == 0) checkpoint(epoch);
     return true;
+  }
+
+  // The learning rate of the run's step `step` (0-based over the whole run), set on every parameter
+  // group. The step count comes from the epoch and the batch alone (every epoch of a run has the
+  // same number of batches), so a resumed run continues the schedule as if uninterrupted. A
+  // constant rate without warm-up is never set: the optimiser keeps the rate it was made with.
+  double setLr(int64_t step, int64_t batchesPerEpoch) {
+    if (c_.lrSchedule == LrSchedule::Constant && c_.warmup <= 0) return c_.lr;
+    const int64_t totalSteps = c_.epochs * batchesPerEpoch;
+    const auto warmupSteps =
+        std::min<int64_t>(totalSteps, std::llround(c_.warmup * static_cast<double>(batchesPerEpoch)));
+    const double lr = scheduledLr(c_.lrSchedule, c_.lr, step, totalSteps, warmupSteps);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    return lr;
   }
 
   EpochPlan planEpoch(int64_t epoch) const {
@@ -367,7 +383,7 @@ class Trainer {
     return normalize_(pixels, norm_);
   }
 
-  void reportBatch(int64_t epoch, int64_t b, int64_t batches, double loss, int64_t pairsDone,
+  void reportBatch(int64_t epoch, int64_t b, int64_t batches, double loss, double lr, int64_t pairsDone,
                    Clock::time_point started) {
     const double elapsed = secondsSince(started);
     BatchProgress p;
@@ -376,6 +392,7 @@ class Trainer {
     p.batch = b + 1;
     p.batches = batches;
     p.loss = loss;
+    p.lr = lr;
     p.pairsPerSecond = static_cast<double>(pairsDone) / std::max(elapsed, 1e-9);
     p.etaSeconds = elapsed / static_cast<double>(b + 1) * static_cast<double>(batches - b - 1);
     hooks_.onBatch(p);
@@ -420,6 +437,15 @@ class Trainer {
 };
 
 }  // namespace
+
+double scheduledLr(LrSchedule schedule, double lr, int64_t step, int64_t totalSteps, int64_t warmupSteps) {
+  if (step < warmupSteps) return lr * static_cast<double>(step + 1) / static_cast<double>(warmupSteps);
+  if (schedule == LrSchedule::Constant) return lr;
+  constexpr double kPi = 3.14159265358979323846;
+  const double progress =
+      static_cast<double>(step - warmupSteps) / static_cast<double>(std::max<int64_t>(1, totalSteps - warmupSteps));
+  return lr * 0.5 * (1.0 + std::cos(kPi * std::min(progress, 1.0)));
+}
 
 std::string metricsJson(const EpochMetrics& m) {
   return "{\"epoch\":" + std::to_string(m.epoch) + ",\"trainLoss\":" + jsonNumber(m.trainLoss) +

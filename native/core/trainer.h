@@ -27,7 +27,9 @@ struct TrainConfig {
   PairScheme pairs = defaults::kPairs;
   Mining mining = defaults::kMining;  // triplet loss only
   Optimizer optimizer = defaults::kOptimizer;
-  double lr = defaults::kLr;
+  double lr = defaults::kLr;  // the peak of a schedule
+  LrSchedule lrSchedule = defaults::kLrSchedule;
+  double warmup = defaults::kWarmup;  // epochs of linear warm-up from lr / steps to lr
   double weightDecay = defaults::kWeightDecay;
   double momentum = defaults::kMomentum;     // sgd
   int64_t saveEvery = defaults::kSaveEvery;  // 0: no checkpoints
@@ -50,6 +52,7 @@ struct BatchProgress {
   int64_t batch = 0;  // 1-based
   int64_t batches = 0;
   double loss = 0;
+  double lr = 0;  // the learning rate this batch's step was taken with
   double pairsPerSecond = 0;
   double etaSeconds = 0;
 };
@@ -65,6 +68,13 @@ struct EpochMetrics {
   double seconds = 0;
   double pairsPerSecond = 0;
 };
+
+// The learning rate of step `step` (0-based, counted over the whole run, epoch 1's first batch
+// being step 0) of a run of `totalSteps` steps, `warmupSteps` of them warm-up: a linear warm-up
+// from lr / warmupSteps to lr, then lr held (constant) or annealed along a half cosine towards 0
+// at step `totalSteps` (cosine). It depends on nothing but its arguments, so a resumed run takes
+// the same rates as an uninterrupted one.
+double scheduledLr(LrSchedule schedule, double lr, int64_t step, int64_t totalSteps, int64_t warmupSteps);
 
 // The metrics as a JSON object with the names JavaScript's EpochMetrics has (the "metrics" metadata).
 std::string metricsJson(const EpochMetrics& m);

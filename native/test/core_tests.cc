@@ -782,6 +782,40 @@ void testMetricsJson() {
   check(j.find("epoch")->integer == 2 && j.find("testAccuracy")->number == 0.9375, "metricsJson: the values");
 }
 
+void testLrSchedule() {
+  const double lr = 0.002;
+  const auto near = [](double a, double b) { return std::abs(a - b) <= 1e-15; };
+  bool constant = true;
+  for (int64_t step = 0; step < 20; ++step)
+    constant = constant && scheduledLr(LrSchedule::Constant, lr, step, 20, 0) == lr;
+  check(constant, "constant, no warm-up: lr at every step, exactly");
+  check(near(scheduledLr(LrSchedule::Constant, lr, 0, 20, 4), lr / 4) &&
+            near(scheduledLr(LrSchedule::Constant, lr, 2, 20, 4), 3 * lr / 4) &&
+            scheduledLr(LrSchedule::Constant, lr, 3, 20, 4) == lr &&
+            scheduledLr(LrSchedule::Constant, lr, 19, 20, 4) == lr,
+        "constant with 4 warm-up steps: lr/4, 2lr/4, 3lr/4, then lr");
+  check(scheduledLr(LrSchedule::Cosine, lr, 0, 10, 0) == lr &&
+            near(scheduledLr(LrSchedule::Cosine, lr, 5, 10, 0), lr / 2) &&
+            near(scheduledLr(LrSchedule::Cosine, lr, 9, 10, 0), lr * 0.5 * (1 + std::cos(0.9 * M_PI))),
+        "cosine over 10 steps: lr, half way lr/2, the last step near 0");
+  bool falling = true;
+  for (int64_t step = 1; step < 10; ++step) {
+    falling = falling &&
+              scheduledLr(LrSchedule::Cosine, lr, step, 10, 0) < scheduledLr(LrSchedule::Cosine, lr, step - 1, 10, 0);
+  }
+  check(falling, "cosine falls at every step");
+  check(near(scheduledLr(LrSchedule::Cosine, lr, 0, 10, 2), lr / 2) &&
+            scheduledLr(LrSchedule::Cosine, lr, 1, 10, 2) == lr &&
+            scheduledLr(LrSchedule::Cosine, lr, 2, 10, 2) == lr &&
+            near(scheduledLr(LrSchedule::Cosine, lr, 6, 10, 2), lr / 2),
+        "cosine after 2 warm-up steps: lr/2, lr, then the half cosine over the 8 steps left");
+  check(near(scheduledLr(LrSchedule::Cosine, lr, 3, 4, 4), lr) && scheduledLr(LrSchedule::Cosine, lr, 7, 4, 0) == 0,
+        "all warm-up, and a step past the end, stay in [0, lr]");
+  check(parseChoice<LrSchedule>("cosine") == LrSchedule::Cosine &&
+            choiceName(LrSchedule::Constant) == std::string("constant"),
+        "schedule names both ways");
+}
+
 void testCachingAllocator() {
   if (!installCachingCpuAllocator()) {
     std::printf("caching allocator off (SIAMESE_TORCH_CPU_ALLOCATOR=system or a sanitizer build)\n");
@@ -861,5 +895,6 @@ int main() {
   testVerificationMetrics();
   testRetrievalMetrics();
   testCachingAllocator();
+  testLrSchedule();
   return siamese::test::summary();
 }
