@@ -58,7 +58,7 @@ const CONFIGS = [
   { group: 'warmup', name: 'cosine 3e-3, warm-up 0.25, batch 32, 2 epochs', epochs: 2, options: cosine(3e-3, { warmup: 0.25, batchSize: 32 }) },
   { group: 'warmup', name: 'cosine 1e-3, warm-up 0.25, batch 16, 2 epochs', epochs: 2, options: cosine(1e-3, { warmup: 0.25, batchSize: 16 }) },
   { group: 'long', name: 'cosine 3e-3, warm-up 0.25, batch 32, 10 epochs', epochs: 10, options: cosine(3e-3, { warmup: 0.25, batchSize: 32 }) },
-  { group: 'defaults', name: 'defaults, 10 epochs', epochs: 10, seeds: 3, options: {} }
+  { group: 'defaults-long', name: 'defaults, 10 epochs', epochs: 10, seeds: 3, options: {} }
 ]
 
 const arg = (name, fallback) => {
