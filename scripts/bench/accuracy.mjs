@@ -40,6 +40,7 @@ const old = { lrSchedule: 'constant', lr: 0.001, warmup: 0, batchSize: 64, weigh
 const cosine = (lr, more = {}) => ({ ...old, lrSchedule: 'cosine', lr, ...more })
 const CONFIGS = [
   { group: 'defaults', name: 'defaults, 2 epochs', epochs: 2, options: {} },
+  { group: 'defaults-3', name: 'defaults, 3 epochs', epochs: 3, options: {} },
   { group: 'baseline', name: 'old defaults (constant 1e-3), 2 epochs', epochs: 2, options: old },
   { group: 'curve', name: 'old defaults (constant 1e-3), 15 epochs', epochs: 15, seeds: 2, options: old },
   { group: 'schedule', name: 'cosine 1e-3, 2 epochs', epochs: 2, options: cosine(1e-3) },
@@ -57,7 +58,7 @@ const CONFIGS = [
   { group: 'warmup', name: 'cosine 3e-3, warm-up 0.5 epochs, 2 epochs', epochs: 2, options: cosine(3e-3, { warmup: 0.5 }) },
   { group: 'warmup', name: 'cosine 3e-3, warm-up 0.25, batch 32, 2 epochs', epochs: 2, options: cosine(3e-3, { warmup: 0.25, batchSize: 32 }) },
   { group: 'warmup', name: 'cosine 1e-3, warm-up 0.25, batch 16, 2 epochs', epochs: 2, options: cosine(1e-3, { warmup: 0.25, batchSize: 16 }) },
-  { group: 'long', name: 'cosine 3e-3, warm-up 0.25, batch 32, 10 epochs', epochs: 10, options: cosine(3e-3, { warmup: 0.25, batchSize: 32 }) },
+  { group: 'long', name: 'cosine 3e-3, warm-up 0.25, batch 32, 10 epochs', epochs: 10, seeds: 2, options: cosine(3e-3, { warmup: 0.25, batchSize: 32 }) },
   { group: 'defaults-long', name: 'defaults, 10 epochs', epochs: 10, seeds: 3, options: {} }
 ]
 
@@ -70,7 +71,6 @@ const seeds = Number(arg('seeds', 5))
 const jobs = Number(arg('jobs', 1))
 const threads = arg('threads', undefined) === undefined ? undefined : Number(arg('threads'))
 const log = arg('log', undefined)
-const started = Date.now()
 
 const configs = CONFIGS.filter((c) => groups === undefined || groups.includes(c.group))
 const key = (options) => JSON.stringify(options)
@@ -112,15 +112,24 @@ const pct = (x) => (100 * x).toFixed(2)
 const results = configs.map((c) => {
   const own = runs.filter((r) => r.config === c).map((r) => ({ seed: r.options.seed, ...done.get(key(r.options)) }))
   const final = own.map((r) => r.accuracy.at(-1))
+  const walls = own.map((r) => r.wall).filter((w) => typeof w === 'number')
   return {
     name: c.name,
     group: c.group,
     epochs: c.epochs,
     options: c.options,
-    runs: own.map(({ seed, accuracy, seconds }) => ({ seed, accuracy, seconds })),
+    runs: own.map(({ seed, accuracy, seconds, wall }) => ({ seed, accuracy, seconds, wall })),
     final: { min: Math.min(...final), median: median(final), max: Math.max(...final) },
-    // The first epoch at which each seed's run reached 97% (null: never).
-    firstAt97: own.map((r) => { const i = r.accuracy.findIndex((a) => a >= 0.97); return i < 0 ? null : i + 1 })
+    // The first epoch at which each seed's run reached 97% (null: never), and the seconds of
+    // training (the epochs' own times, their evaluations included) it took to get there.
+    firstAt97: own.map((r) => { const i = r.accuracy.findIndex((a) => a >= 0.97); return i < 0 ? null : i + 1 }),
+    secondsTo97: own.map((r) => {
+      const i = r.accuracy.findIndex((a) => a >= 0.97)
+      return i < 0 ? null : r.seconds.slice(0, i + 1).reduce((sum, s) => sum + s, 0)
+    }),
+    // The whole run, from train() to its model: data, set-up, every epoch (null: logged by an
+    // earlier version of this script, which did not keep it).
+    wall: walls.length === 0 ? null : { min: Math.min(...walls), max: Math.max(...walls) }
   }
 })
 
@@ -133,13 +142,15 @@ const result = {
   method: 'train() on the embedded digits, pair-ce, the reference tower; test accuracy on the 3,992 fixed test pairs after each epoch; ' +
     'one fresh process a run; seeds 0 to n-1',
   results,
-  minutes: (Date.now() - started) / 60000
+  // The runs' own minutes (their epochs), whether run now or read back from --log.
+  minutes: results.flatMap((r) => r.runs).reduce((sum, r) => sum + r.seconds.reduce((a, b) => a + b, 0), 0) / 60
 }
-const rows = ['| configuration | seeds | accuracy after the last epoch, by seed (%) | min / median / max (%) | first epoch at 97%, by seed |',
-  '| --- | --- | --- | --- | --- |']
+const rows = ['| configuration | seeds | accuracy after the last epoch, by seed (%) | min / median / max (%) | first epoch at 97%, by seed | seconds of training to 97%, by seed | whole run (s) |',
+  '| --- | --- | --- | --- | --- | --- | --- |']
 for (const r of results) {
   rows.push(`| ${r.name} | ${r.runs.length} | ${r.runs.map((x) => pct(x.accuracy.at(-1))).join(', ')} | ` +
-    `${pct(r.final.min)} / ${pct(r.final.median)} / ${pct(r.final.max)} | ${r.firstAt97.map((e) => e ?? '-').join(', ')} |`)
+    `${pct(r.final.min)} / ${pct(r.final.median)} / ${pct(r.final.max)} | ${r.firstAt97.map((e) => e ?? '-').join(', ')} | ` +
+    `${r.secondsTo97.map((s) => (s === null ? '-' : s.toFixed(0))).join(', ')} | ${r.wall === null ? '-' : `${r.wall.min.toFixed(0)} to ${r.wall.max.toFixed(0)}`} |`)
 }
 const curves = results.filter((r) => r.epochs > 2)
 const curveRows = curves.flatMap((r) => r.runs.map((x) => `| ${r.name}, seed ${x.seed} | ${x.accuracy.map(pct).join(' | ')} |`))
@@ -149,6 +160,6 @@ const table = rows.join('\n') + (curveRows.length === 0
     `| --- |${' --- |'.repeat(Math.max(...curves.map((r) => r.epochs)))}\n${curveRows.join('\n')}`)
 const path = writeResult('accuracy', result.date, result, `# Accuracy per epoch, ${result.date}\n\n` +
   `${result.machine.cpuModel}, ${result.machine.cpus} CPUs, threads ${result.threads}. ${result.method}. ` +
-  `siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}. ${result.minutes.toFixed(0)} minutes in all.\n\n${table}\n`)
+  `siamese-torch ${result.versions.siameseTorch}, LibTorch ${result.versions.libtorch}. ${result.minutes.toFixed(0)} minutes of training in all.\n\n${table}\n`)
 console.log(table)
 console.error(`written: ${path}.json, .md`)
