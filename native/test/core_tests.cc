@@ -854,6 +854,18 @@ void testCachingAllocator() {
         "idle blocks are evicted to stay within the budget");
   releaseIdleCpuMemory();
   check(cpuAllocatorStats().idleBytes == 0, "releaseIdleCpuMemory unmaps every idle block");
+
+  // evaluateSet keeps the embedding's buffers cached after it when it scores the fixed pairs
+  // alone, and gives everything back once a later phase (all pairs, retrieval) has run.
+  Model model(ModelConfig{}, torch::kCPU, 3);
+  const ImageData set = shadedSet(4, 64);  // 256 images: conv1's output is 32 MB
+  EvaluationOptions pairsOnly;
+  pairsOnly.allPairs = false;
+  pairsOnly.retrieval = false;
+  evaluateSet(model, set, pairsOnly);
+  check(cpuAllocatorStats().idleBytes > (8 << 20), "evaluateSet (fixed pairs alone) keeps its buffers cached");
+  evaluateSet(model, set, EvaluationOptions{});
+  check(cpuAllocatorStats().idleBytes == 0, "after all pairs and retrieval, nothing idle stays mapped");
 }
 
 void testThreadDefault() {
