@@ -6,8 +6,9 @@
 // scripts/bench/results). Mapping every large buffer fresh instead costs a page fault per 4 KiB
 // on every step (~35% of training speed, also measured). This allocator maps large blocks with
 // mmap and keeps freed ones for reuse by exact size, so steady-state steps neither fault nor
-// fragment. It keeps at most 1.5x the most the process has had in use at once mapped: before
-// mapping a new block it unmaps the blocks idle the longest that would push it over.
+// fragment. What it keeps mapped is bounded by the loop's own demand (for every size, the most
+// blocks of it live at once), at least 1.5x and at most 3x the most the process has had in use at
+// once: before mapping a new block it unmaps the blocks idle the longest that would push it over.
 //
 // Small requests (under kLargeBlock) go to LibTorch's own c10::alloc_cpu / c10::free_cpu.
 // SIAMESE_TORCH_CPU_ALLOCATOR=system in the environment leaves LibTorch's allocator in place.
