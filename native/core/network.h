@@ -109,7 +109,8 @@ class SiameseNetImpl : public torch::nn::Module {
   bool usesOneDnn() const;
 
  private:
-  torch::Tensor conv1Forward(const torch::Tensor& images);
+  // Whether the reference tower's first layer runs NHWC on this batch (grey images on oneDNN).
+  bool firstLayerChannelsLast(const torch::Tensor& images) const;
   torch::Tensor embedReference(const torch::Tensor& images);
   torch::Tensor embedConv4(const torch::Tensor& images);
   torch::Tensor embedResNet18(const torch::Tensor& images);

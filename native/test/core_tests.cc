@@ -240,6 +240,32 @@ void testFoldedInference() {
   check(torch::allclose(net->embedForInference(images), changed, 1e-4, 1e-4), "folded inference follows the change");
 }
 
+// The reference tower runs a grey first layer NHWC in inference (network.cc): the embeddings must
+// be those of the plain NCHW layers, bit for bit, whatever the batch size.
+void testGreyFirstLayerLayout() {
+  torch::manual_seed(12);
+  SiameseNet net(NetworkShape{});
+  if (!net->usesOneDnn()) return;
+  net->eval();
+  torch::InferenceMode inference;
+  auto modules = net->named_modules();
+  auto& conv1 = *modules["conv1"]->as<torch::nn::Conv2d>();
+  auto& conv2 = *modules["conv2"]->as<torch::nn::Conv2d>();
+  auto& conv3 = *modules["conv3"]->as<torch::nn::Conv2d>();
+  auto& linear1 = *modules["linear1"]->as<torch::nn::Linear>();
+  for (const int64_t n : {1, 7, 192}) {
+    const auto images = torch::randn({n, 1, 28, 28});
+    auto x = torch::max_pool2d(conv1.forward(images).relu_(), 2);
+    x = conv3.forward(conv2.forward(x).relu_()).relu_();
+    // linear1 as network.cc computes it: a whole-map convolution, a single image as two.
+    const auto kernel = linear1.weight.view({linear1.weight.size(0), x.size(1), x.size(2), x.size(3)});
+    auto plain = torch::conv2d(n == 1 ? x.repeat({2, 1, 1, 1}) : x, kernel, linear1.bias).relu_().flatten(1);
+    if (n == 1) plain = plain.narrow(0, 0, 1);
+    check(torch::equal(net->embed(images), plain),
+          "the NHWC grey first layer is bit-identical, batch " + std::to_string(n));
+  }
+}
+
 void testBatchNormModesAndFreezing() {
   torch::manual_seed(3);
   SiameseNet net(NetworkShape{Tower::Conv4, 16, 16, 3, 8});
@@ -917,6 +943,7 @@ int main() {
   testStateShapesMatchTheNetwork();
   testBatchNormModesAndFreezing();
   testFoldedInference();
+  testGreyFirstLayerLayout();
   testTowerFilesAndInit();
   testContract();
   testDataFingerprint();
