@@ -114,6 +114,8 @@ export interface NativeTrainConfig {
   /** Tower stages trained as they are (0: none). */
   freezeStages: number
   augment: NativeAugment
+  /** Capture the triplet step as a CUDA graph (a CUDA device only). */
+  cudaGraph: boolean
 }
 
 /** core::AugmentConfig: every field at its identity for no augmentation. */

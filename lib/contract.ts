@@ -349,6 +349,13 @@ export const trainingSettings = {
   /** Checkpoint every this many epochs (into outDir); 0 for none. */
   saveEvery: integer(0, 1_000_000, 2, 'checkpoint every n epochs (0: none)'),
   /**
+   * On a GPU: capture the training step's forward and backward passes as a CUDA graph once and
+   * replay it (PyTorch's whole-network capture); the optimiser's step stays eager, and mined
+   * batches and an epoch's last, shorter batch run eagerly. Needs device `'cuda'`
+   * (`ERR_UNSUPPORTED` elsewhere). Not recorded in checkpoints: a resume asks for it again. Default false.
+   */
+  cudaGraph: boolean(false, 'capture the training step as a CUDA graph and replay it (device cuda)'),
+  /**
    * Trains only what is on top of the tower's first stages: `true` freezes every stage of the
    * tower (only the embedding layer and the head learn), a number the first that many (reference
    * 3 stages, conv4 4, resnet18 5: the stem, then layer1..layer4). Frozen BatchNorm layers keep

@@ -359,6 +359,8 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
     threads: setting('threads', t.threads),
     precision: setting('precision', t.precision),
     saveEvery: setting('saveEvery', t.saveEvery),
+    // How this run computes, not what it trains: never taken from a checkpoint.
+    cudaGraph: read(t.cudaGraph, o['cudaGraph'], 'cudaGraph'),
     freezeTower: setting('freezeTower', t.freezeTower),
     augment: setting('augment', t.augment)
   }
@@ -481,7 +483,7 @@ export async function resolveTrainingData (o: Record<string, unknown>, checkpoin
 
 /** What every file of a run records about it, so that a checkpoint resumes with the same settings and data. */
 export function recordedOptions (settings: ResolvedTrainingSettings, data: DataSplit): Record<string, unknown> {
-  const { threads, ...rest } = settings
+  const { threads, cudaGraph: _cudaGraph, ...rest } = settings
   return {
     ...rest,
     ...(threads === undefined ? {} : { threads }),

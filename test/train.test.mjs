@@ -162,11 +162,25 @@ t.test('bad options are refused before any work', async (t) => {
     [{ device: 'gpu' }, "Expected 'auto', 'cpu', 'cuda' or 'cuda:N' for device but received string \"gpu\""],
     [{ data: 'cifar' }, "Expected 'embedded', 'mnist', 'fashion-mnist', 'omniglot', an existing folder or { train, test } for data but received string \"cifar\""],
     [{ epoch: 3 }, /unknown option "epoch"/],
-    [{ onProgress: 'yes' }, 'Expected a function for onProgress but received string "yes"']
+    [{ onProgress: 'yes' }, 'Expected a function for onProgress but received string "yes"'],
+    [{ cudaGraph: 'yes' }, 'Expected a boolean for cudaGraph but received string "yes"']
   ]
   for (const [options, message] of cases) {
     await t.rejects(train({ data, ...options }), { code: 'ERR_INVALID_ARG', message }, JSON.stringify(options))
   }
+})
+
+t.test('cudaGraph on the CPU: ERR_UNSUPPORTED before any work, the model stays usable', async (t) => {
+  const model = await createModel()
+  let batches = 0
+  await t.rejects(model.train({ data, epochs: 1, cudaGraph: true, onProgress: () => { batches++ } }), {
+    code: 'ERR_UNSUPPORTED', message: /cudaGraph captures the training step on a GPU/
+  })
+  t.equal(batches, 0, 'no batch ran')
+  const { history } = await train({ data, epochs: 1, cudaGraph: false, threads: 1, seed: 1 })
+  t.ok(history[0].testAccuracy > 0.5, 'cudaGraph: false trains as usual')
+  t.ok((await model.predict(image(data.test, 0), image(data.test, 0))) > 0, 'the refused model still predicts')
+  model.dispose()
 })
 
 t.test("device 'cuda' without CUDA: ERR_CUDA_UNAVAILABLE", { skip: version().cuda && 'this machine has CUDA' }, async (t) => {

@@ -10,6 +10,7 @@
 
 #include "../core/contract.h"
 #include "../core/cpu_allocator.h"
+#include "../core/cuda_graph.h"
 #include "../core/device.h"
 #include "../core/evaluate.h"
 #include "../core/inference.h"
@@ -692,6 +693,8 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.testSeed = static_cast<uint64_t>(num(o, "testSeed"));
     c.freezeStages = static_cast<int64_t>(num(o, "freezeStages"));
     c.augment = readAugment(o.Get("augment").As<Napi::Object>());
+    c.cudaGraph = o.Get("cudaGraph").ToBoolean();
+    if (c.cudaGraph) core::checkCudaGraphs(model->device());  // refused at once, not on the training thread
     c.expectedDataFingerprint = str(o, "expectedDataFingerprint");
     job->startEpoch = static_cast<int64_t>(num(o, "startEpoch"));
     if (o.Get("resume").ToBoolean()) {

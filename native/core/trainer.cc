@@ -9,6 +9,7 @@
 
 #include "cpu_allocator.h"
 #include "cpus.h"
+#include "cuda_graph.h"
 #include "errors.h"
 #include "evaluate.h"
 #include "json.h"
@@ -137,13 +138,13 @@ torch::Tensor minedTripletLoss(const torch::Tensor& embeddings, const torch::Ten
 // Training accuracy, measured on the batch as it was trained (no extra forward pass): for pair-ce
 // the head's verdict on both pairs; for the distance losses a triplet counts as two right pairs
 // when the positive is closer than the negative.
-int64_t pairsDecidedRight(Model& model, const torch::Tensor& a, const torch::Tensor& p, const torch::Tensor& n) {
+// A tensor on the device (a captured step cannot read it to the host).
+torch::Tensor pairsDecidedRight(Model& model, const torch::Tensor& a, const torch::Tensor& p, const torch::Tensor& n) {
   torch::NoGradGuard noGrad;
   if (model.loss() == Loss::PairCE) {
-    return (model.net()->head(a, p).argmax(1) == 1).sum().item<int64_t>() +
-           (model.net()->head(a, n).argmax(1) == 0).sum().item<int64_t>();
+    return (model.net()->head(a, p).argmax(1) == 1).sum() + (model.net()->head(a, n).argmax(1) == 0).sum();
   }
-  return 2 * (F::pairwise_distance(a, p) < F::pairwise_distance(a, n)).sum().item<int64_t>();
+  return 2 * (F::pairwise_distance(a, p) < F::pairwise_distance(a, n)).sum();
 }
 
 // The same for a mined batch: anchors whose farthest positive is closer than their nearest negative.
@@ -221,6 +222,7 @@ class Trainer {
         trainImages_(train.images.to(device_)),
         trainLabels_(torch::tensor(train.labels, torch::kLong).to(device_)) {
     if (!mined_ && c.pairs == PairScheme::Reference) reference_ = referenceTriplets(trainIndex_, c.seed);
+    if (c.cudaGraph && !mined_) graph_ = std::make_unique<GraphedStep>(device_);
     if (mined_) {
       // Class-balanced batches for mining: P classes (at most 16), K images each, P * K <= batch size.
       int eligible = 0;
@@ -345,21 +347,17 @@ class Trainer {
       r.loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
       r.pairs = 2 * per;
       r.right = 2 * hardestOrderedRight(embeddings.detach(), labels);
+      dropGradients();
+      r.loss.backward();
     } else {
       const size_t begin = static_cast<size_t>(b * c_.batchSize);
       const size_t end = std::min(plan.triplets.size(), begin + static_cast<size_t>(c_.batchSize));
-      // One batched forward pass for anchors, positives and negatives together.
-      const auto embeddings =
-          embedBatch(batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_)));
-      const auto parts = embeddings.chunk(3);
-      r.loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
+      const auto images = batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_));
+      const std::vector<torch::Tensor> out = graph_ != nullptr ? graphedTripletStep(images) : eagerTripletStep(images);
+      r.loss = out[0];
       r.pairs = 2 * static_cast<int64_t>(end - begin);
-      r.right = pairsDecidedRight(model_, parts[0].detach(), parts[1].detach(), parts[2].detach());
+      r.right = out[1].item<int64_t>();
     }
-    // Gradients dropped rather than zeroed: the backward pass then writes them fresh instead of
-    // filling zeros and adding to them (two passes over every parameter saved; the same values).
-    for (auto& parameter : model_.net()->parameters()) parameter.mutable_grad().reset();
-    r.loss.backward();
     if (wholeStep.owns_lock()) {
       optimizer_->step();
     } else {
@@ -367,6 +365,51 @@ class Trainer {
       optimizer_->step();
     }
     return r;
+  }
+
+  // Gradients dropped rather than zeroed: the backward pass then writes them fresh instead of
+  // filling zeros and adding to them (two passes over every parameter saved; the same values).
+  void dropGradients() {
+    for (auto& parameter : model_.net()->parameters()) parameter.mutable_grad().reset();
+  }
+
+  // A triplet batch's forward and backward passes: one batched forward pass for anchors, positives
+  // and negatives together. Returns the loss and the pairs decided right (a tensor).
+  std::vector<torch::Tensor> tripletPasses(const torch::Tensor& images) {
+    const auto parts = embedBatch(images).chunk(3);
+    auto loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
+    auto right = pairsDecidedRight(model_, parts[0].detach(), parts[1].detach(), parts[2].detach());
+    loss.backward();
+    return {loss, right};
+  }
+
+  std::vector<torch::Tensor> eagerTripletStep(const torch::Tensor& images) {
+    dropGradients();
+    return tripletPasses(images);
+  }
+
+  // The same through the captured graph (cuda_graph.h). The gradients are dropped before each
+  // eager warm-up step and before the capture, so that the graph owns the ones it writes; after
+  // it, they stay. A batch of another shape (an epoch's last, shorter one) runs eagerly, and its
+  // gradients are copied into the graph's before the optimiser reads them.
+  std::vector<torch::Tensor> graphedTripletStep(const torch::Tensor& images) {
+    const auto passes = [this](const torch::Tensor& input) { return tripletPasses(input); };
+    if (graph_->fits(images)) {
+      if (!graph_->captured()) dropGradients();
+      return graph_->run(images, passes);
+    }
+    if (!graph_->captured()) return eagerTripletStep(images);
+    std::vector<torch::Tensor> graphGradients;
+    for (const auto& parameter : model_.net()->parameters()) graphGradients.push_back(parameter.grad());
+    auto out = eagerTripletStep(images);
+    size_t i = 0;
+    for (auto& parameter : model_.net()->parameters()) {
+      auto& kept = graphGradients[i++];
+      if (!kept.defined() || !parameter.grad().defined()) continue;
+      kept.copy_(parameter.grad());
+      parameter.mutable_grad() = kept;
+    }
+    return out;
   }
 
   // The tower's forward pass in the model's precision; the embeddings, the head, the loss and the
@@ -433,6 +476,8 @@ class Trainer {
   int classesPerBatch_ = 0;
   int imagesPerClass_ = 0;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  // The captured triplet step (cudaGraph); mined batches run eagerly.
+  std::unique_ptr<GraphedStep> graph_;
   Rng augmentRng_{0};
 };
 
@@ -462,6 +507,7 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   const TrainingRunCount counted;  // models on the default thread count share the CPUs between runs
   model.useThreads();              // per thread with OpenMP: set it on the training thread
   checkAugmentConfig(c.augment);
+  if (c.cudaGraph) checkCudaGraphs(model.device());
   const std::string fingerprint = dataFingerprint(train, test);
   if (!c.expectedDataFingerprint.empty() && c.expectedDataFingerprint != fingerprint) {
     throw InvalidArgumentError(

@@ -42,6 +42,8 @@ struct TrainConfig {
   AugmentConfig augment;
   // Tower stages trained as they are (network.h, freezeStages); 0: none.
   int64_t freezeStages = 0;
+  // Capture the triplet step as a CUDA graph and replay it (cuda_graph.h); a CUDA device only.
+  bool cudaGraph = false;
   // A resume's check that the data is the checkpoint's (dataFingerprint); empty: none.
   std::string expectedDataFingerprint;
 };

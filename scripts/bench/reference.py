@@ -20,10 +20,11 @@ the same work (the same network, initial weights, triplets in the same order, lo
   --memory-format  auto (the default with --batched): a throw-away copy trains a few untimed steps
                    in each of contiguous and channels_last on the first batch, the faster is kept;
                    or contiguous or channels_last. Only with --batched.
-  --precision bf16 torch.autocast('cpu', bfloat16) around the forward (training and evaluation:
+  --precision bf16 torch.autocast(device, bfloat16) around the forward (training and evaluation:
                    each epoch's accuracy is measured in the precision it trained in), the loss on
                    fp32 logits, fp32 weights and Adam state. Refused where the CPU lacks
-                   avx512_bf16 and amx_bf16 (oneDNN would emulate bf16, slowly).
+                   avx512_bf16 and amx_bf16 (oneDNN would emulate bf16, slowly), or the GPU bf16;
+                   on a GPU only with --batched.
 The BLAS and malloc are the process's own (see scripts/bench/common.mjs for how the benchmark
 picks them); which ones were really loaded is read from /proc/self/maps and reported.
 
@@ -160,7 +161,7 @@ def batched_step(model, optimizer, images, t, device, channels_last, bf16):
     negatives, the recipe's loss (on fp32 logits), Adam."""
     b = len(t)
     x = images_batch(images, np.concatenate([t[:, 0], t[:, 1], t[:, 2]]), device, channels_last)
-    with autocast(bf16):
+    with autocast(bf16, device.type):
         e = embed(model, x)
         same, different = head(model, e[:b], e[b:2 * b]), head(model, e[:b], e[2 * b:])
     loss = (F.cross_entropy(same.float(), torch.ones(b, dtype=torch.long, device=device)) +
@@ -181,7 +182,7 @@ def evaluate_batched(model, test_images, pairs, device, channels_last, bf16):
     same = torch.tensor(pairs['same'], dtype=torch.long, device=device)
     used, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
     inverse = torch.from_numpy(inverse).to(device)
-    with torch.inference_mode(), autocast(bf16):
+    with torch.inference_mode(), autocast(bf16, device.type):
         embed(model, images_batch(test_images, used[:256], device, channels_last))
         started = time.perf_counter()
         e = torch.cat([embed(model, images_batch(test_images, used[s:s + 256], device, channels_last))
@@ -208,14 +209,17 @@ def main():
     p.add_argument('--batched', action='store_true', help='one forward of the 3 x batch images a step (not the recipe\'s 4 passes)')
     p.add_argument('--memory-format', choices=['auto', 'contiguous', 'channels_last'],
                    help='with --batched (default auto: probed); the recipe\'s mode is contiguous')
-    p.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32', help='bf16: autocast on the CPU, fp32 weights')
+    p.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32', help='bf16: autocast (CPU or CUDA), fp32 weights')
     args = p.parse_args()
     if args.memory_format not in (None, 'contiguous') and not args.batched:
         p.error('--memory-format auto and channels_last go with --batched')
     bf16 = args.precision == 'bf16'
     if bf16 and args.device != 'cpu':
-        p.error('--precision bf16 is CPU autocast: use it with --device cpu')
-    if bf16:
+        if not args.batched:
+            p.error('--precision bf16 goes with --batched')
+        if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+            raise SystemExit('--precision bf16 refused: no CUDA device that computes bfloat16')
+    elif bf16:
         require_bf16()
 
     torch.set_num_threads(args.threads)

@@ -90,10 +90,11 @@ def require_bf16():
     return report
 
 
-def autocast(bf16):
-    """torch.autocast to bf16 on the CPU when `bf16`, else nothing: the forward in bf16, the weights
-    (and Adam's state) stay fp32, and callers compute the loss on .float() logits."""
-    return torch.autocast('cpu', dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def autocast(bf16, device_type='cpu'):
+    """torch.autocast to bf16 on the device type ('cpu' or 'cuda') when `bf16`, else nothing: the
+    forward in bf16, the weights (and Adam's state) stay fp32, and callers compute the loss on
+    .float() logits."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 # ---- the libraries this process really runs with ----

@@ -44,11 +44,12 @@ print(json.dumps({'name': torch.cuda.get_device_name(0), 'fp32': tflops(torch.fl
 const peak = device === 'cpu' ? null : lastJson(execFileSync(python, ['-c', peakScript], { encoding: 'utf8' }))
 
 const env = (batch) => ({ ...process.env, SIAMESE_TORCH_BENCH_DEVICE: device, SIAMESE_TORCH_BENCH_BATCH: String(batch) })
-const ours = (batch, seed) => lastJson(execFileSync(process.execPath, [join(root, 'scripts', 'bench', 'ours.mjs'), String(threads), String(seed)],
-  { encoding: 'utf8', env: env(batch) }))
-const pytorch = (batch, seed) => {
+const ours = (batch, seed, args = [], extraEnv = {}) => lastJson(execFileSync(process.execPath,
+  [join(root, 'scripts', 'bench', 'ours.mjs'), String(threads), String(seed), ...args], { encoding: 'utf8', env: { ...env(batch), ...extraEnv } }))
+const pytorch = (batch, seed, args = []) => {
   const s = lastJson(execFileSync(python, [join(root, 'scripts', 'bench', 'reference.py'), '--data', dataDir, '--pairs', pairsFile,
-    '--epochs', '1', '--threads', String(threads), '--seed', String(seed), '--device', device, '--batch-size', String(batch)], { encoding: 'utf8' }))
+    '--epochs', '1', '--threads', String(threads), '--seed', String(seed), '--device', device, '--batch-size', String(batch), ...args],
+  { encoding: 'utf8' }))
   const h = s.history[0]
   return { tool: 'pytorch', torch: s.torch, trainPairsPerSecond: h.pairsPerSecond, testAccuracy: h.testAccuracy, evalPairsPerSecond: h.evalPairsPerSecond }
 }
@@ -76,6 +77,42 @@ for (const batch of [64, 1024]) {
     trainTflops: (train.ours * trainFlopsPerPair) / 1e12
   })
 }
+// Batch 64 as far as each side goes: our step captured as a CUDA graph (cudaGraph), bf16 with and
+// without it, against PyTorch's eager step batched (one forward of a step's images, the memory
+// format probed) in fp32 and under bf16 autocast. The target: our best at least 3x PyTorch's
+// eager recipe (the fp32 table's PyTorch column).
+const variantReps = Number(process.env.SIAMESE_TORCH_BENCH_VARIANT_REPS ?? 2)
+const bestArgs = ['--batched', '--memory-format', 'auto']
+const variants = device === 'cpu'
+  ? []
+  : [
+      ['siamese-torch, CUDA graph', (seed) => ours(64, seed, [], { SIAMESE_TORCH_BENCH_CUDA_GRAPH: '1' })],
+      ['siamese-torch bf16', (seed) => ours(64, seed, ['--precision', 'bf16'])],
+      ['siamese-torch bf16, CUDA graph', (seed) => ours(64, seed, ['--precision', 'bf16'], { SIAMESE_TORCH_BENCH_CUDA_GRAPH: '1' })],
+      ['PyTorch batched fp32', (seed) => pytorch(64, seed, bestArgs)],
+      ['PyTorch batched bf16 autocast', (seed) => pytorch(64, seed, [...bestArgs, '--precision', 'bf16'])]
+    ]
+const variantResults = []
+for (const [name, runOnce] of variants) {
+  const runs = []
+  for (let r = 0; r < variantReps; r++) {
+    try {
+      runs.push(runOnce(r))
+    } catch (err) {
+      runs.push({ error: String(err.stderr ?? err.message).slice(-2000) })
+    }
+    console.error(`batch 64, ${name}, rep ${r + 1}: ${runs.at(-1).trainPairsPerSecond?.toFixed(0) ?? runs.at(-1).error}`)
+  }
+  const ok = runs.filter((x) => x.error === undefined && x.skipped === undefined)
+  variantResults.push({
+    name,
+    runs,
+    train: ok.length > 0 ? median(ok.map((x) => x.trainPairsPerSecond)) : null,
+    accuracy: ok.length > 0 ? median(ok.map((x) => x.testAccuracy)) : null,
+    vsPytorchEager: ok.length > 0 ? median(ok.map((x) => x.trainPairsPerSecond)) / results[0].train.pytorch : null
+  })
+}
+
 const big = results[1]
 const result = {
   date: new Date().toISOString().slice(0, 10),
@@ -84,6 +121,7 @@ const result = {
   versions: { ...version(), pytorch: results[0].runs.pytorch[0].torch },
   method: `reference recipe, 1 epoch of 5,000 reference triplets on the embedded digits, interleaved x${reps}, medians; fp32`,
   results,
+  batch64Variants: variantResults,
   fractionOfPeak: peak && {
     trainBatch1024OfFp32: big.trainTflops / peak.fp32,
     trainBatch1024OfTf32: big.trainTflops / peak.tf32,
@@ -100,6 +138,13 @@ const rows = ['| batch | siamese-torch pairs/s | PyTorch pairs/s | ratio | accur
     `Batch-1024 training reaches ${(100 * result.fractionOfPeak.trainBatch1024OfFp32).toFixed(1)}% of the fp32 peak; ` +
     `batch-1024 predict ${(100 * result.fractionOfPeak.predictBatch1024OfFp32).toFixed(1)}%.`
     : 'Dry run on the CPU: no GPU peak.']
+if (variantResults.length > 0) {
+  rows.push('', `Batch 64, medians of ${variantReps}; the ratio is to PyTorch's eager recipe above (${results[0].train.pytorch.toFixed(0)} pairs/s):`, '',
+    '| variant | pairs/s | / PyTorch eager | accuracy |', '| --- | --- | --- | --- |',
+    ...variantResults.map((v) => v.train === null
+      ? `| ${v.name} | failed: ${(v.runs[0].error ?? v.runs[0].skipped ?? '').split('\n').filter(Boolean).at(-1)} | | |`
+      : `| ${v.name} | ${v.train.toFixed(0)} | ${v.vsPytorchEager.toFixed(2)}x | ${(100 * v.accuracy).toFixed(2)}% |`))
+}
 writeFileSync(join(out, 'gpu-bench.json'), `${JSON.stringify(result, null, 2)}\n`)
 writeFileSync(join(out, 'gpu-bench.md'), `# GPU benchmark, ${result.date}\n\n${result.method}.\n\n${rows.join('\n')}\n`)
 console.log(rows.join('\n'))
