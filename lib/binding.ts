@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
-import type { Channels, Loss, LrSchedule, Mining, Optimizer, PairScheme, Precision, Tower } from './contract.js'
+import type { Channels, Loss, LrSchedule, Mining, Optimizer, PairScheme, Precision, Tower, WeightInit } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 
 /** A GPU as the addon reports it. */
@@ -225,6 +225,7 @@ export interface NativeContract {
   optimizers: string[]
   pairSchemes: string[]
   lrSchedules: string[]
+  weightInits: string[]
   towers: string[]
   defaults: Record<string, number | string>
   /** The recipe's values where the defaults differ. */
@@ -242,7 +243,7 @@ export interface Binding {
   classBalancedBatches(labels: Int32Array, numClasses: number, classesPerBatch: number, imagesPerClass: number,
     seed: number, epoch: number): Int32Array
   createModel(config: NativeModelConfig, device: string, seed: number, threads: number,
-    init?: { path: string, prefix: string }): Promise<NativeModel>
+    init?: { path: string, prefix: string }, weightInit?: WeightInit): Promise<NativeModel>
   NativePixels: new (count: number, height: number, width: number, channels: number) => NativePixels
   /** Augmented copies of uint8 images [count, height, width, channels], as the trainer draws them (seeded). */
   augmentImages(images: Uint8Array, count: number, width: number, height: number, channels: number,

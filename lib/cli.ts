@@ -122,7 +122,7 @@ function threadsLine (threads: number | undefined): string {
 
 // The training settings that are flags of `train`, and the model settings a new run builds with.
 const TRAIN_FLAGS = Object.keys(trainingSettings)
-const MODEL_FLAGS = ['tower', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'device'] as const
+const MODEL_FLAGS = ['tower', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'device', 'weightInit'] as const
 
 interface TrainFlags extends Record<string, unknown> {
   data?: string

@@ -22,6 +22,7 @@ const EPISODE_SCOPES = ['set', 'alphabet'] as const
 const PRECISIONS = ['fp32', 'bf16'] as const
 /** How the learning rate moves over a run (see `LrSchedule`). */
 const LR_SCHEDULES = ['constant', 'cosine'] as const
+const WEIGHT_INITS = ['torch', 'xavier'] as const
 /** Data sets known by name. */
 export const DATA_SOURCES = ['embedded', 'mnist', 'fashion-mnist', 'omniglot'] as const
 
@@ -77,6 +78,15 @@ export type Precision = (typeof PRECISIONS)[number]
  *   `epochs`: a resumed run continues the schedule it started).
  */
 export type LrSchedule = (typeof LR_SCHEDULES)[number]
+/**
+ * How a new model's weights are drawn (seeded by `seed`):
+ * - `'torch'`: LibTorch's default, PyTorch's (each layer uniform in +-1/sqrt(fan_in); torchvision's
+ *   for resnet18): the reference recipe's.
+ * - `'xavier'`: the tower's convolution and linear weights uniform in +-sqrt(6 / (fan_in +
+ *   fan_out)), biases 0 (the head keeps PyTorch's). Measured better for the balanced scheme on
+ *   the reference tower (docs/performance.md, "Accuracy per minute").
+ */
+export type WeightInit = (typeof WEIGHT_INITS)[number]
 /** Image channels: 1 (grey) or 3 (RGB). */
 export type Channels = 1 | 3
 export type DataSource = (typeof DATA_SOURCES)[number]
@@ -309,7 +319,13 @@ export const modelSettings = {
   /** LibTorch threads for this model's work, training and inference. Default: `version().threads`, the CPUs this process may use, shared between the training runs going. */
   threads,
   /** Compute precision of its training and inference (see `Precision`). */
-  precision: choice(PRECISIONS, 'fp32', 'compute precision: fp32, or bf16 (bfloat16 compute, fp32 weights; CPUs with AVX512_BF16 or AMX, CUDA)')
+  precision: choice(PRECISIONS, 'fp32', 'compute precision: fp32, or bf16 (bfloat16 compute, fp32 weights; CPUs with AVX512_BF16 or AMX, CUDA)'),
+  /**
+   * How fresh weights are drawn (see `WeightInit`). Default `'xavier'` for the reference tower,
+   * except that `train` with `pairs: 'reference'` or mining takes the recipe's `'torch'`; `'torch'`
+   * for conv4 and resnet18.
+   */
+  weightInit: choice(WEIGHT_INITS, undefined, "weight initialisation: torch (PyTorch's default, the recipe's) or xavier (default: xavier for the reference tower, torch with --pairs reference or --mining and for conv4 and resnet18)")
 } as const
 
 /** How a model is trained: the options of `model.train` (and `train`) that are settings. */
@@ -466,7 +482,8 @@ export const choices = {
   data: DATA_SOURCES,
   within: EPISODE_SCOPES,
   precision: PRECISIONS,
-  lrSchedule: LR_SCHEDULES
+  lrSchedule: LR_SCHEDULES,
+  weightInit: WEIGHT_INITS
 } as const
 
 /** The default of every setting, by group: what a call gets for an option it does not pass. */

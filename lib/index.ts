@@ -13,7 +13,7 @@ export type {
   OmniglotOptions, OmniglotCatalogue, OmniglotArchive, SplitClassesOptions
 } from './datasets/index.js'
 export { defaults, choices } from './contract.js'
-export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope, Precision, LrSchedule } from './contract.js'
+export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope, Precision, LrSchedule, WeightInit } from './contract.js'
 export { train, createModel, loadModel, SiameseModel } from './model.js'
 export type { ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
 export type {

@@ -537,7 +537,7 @@ export class SiameseModel {
 export async function createModel (options?: CreateModelOptions): Promise<SiameseModel> {
   const site = callSite()
   const plan = resolveModelPlan(optionsObject(options, 'options', CREATE_MODEL_OPTIONS))
-  const native = await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), site)
+  const native = await rethrowAtCallSite(binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init, plan.weightInit), site)
   return wrapNative(inPrecision(native, plan.precision))
 }
 
@@ -600,7 +600,7 @@ export async function train (options: TrainOptions = {}): Promise<{ model: Siame
 async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
   const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, o[key]]))
   checkModelOptions(building) // before the data is read
-  resolveTrainingSettings(o, undefined)
+  const settings = resolveTrainingSettings(o, undefined)
   const fit = resolveFit(o, undefined)
   const folder = {
     width: read(modelSettings.width, o['width'], 'width'),
@@ -610,8 +610,9 @@ async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseMo
   }
   const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'), folder)
   assertModelSized(data, read(modelSettings.tower, o['tower'], 'tower'))
-  const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats })
-  const model = wrapNative(inPrecision(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init), plan.precision))
+  const recipe = settings.pairs === 'reference' || settings.mining !== 'none'
+  const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats }, recipe)
+  const model = wrapNative(inPrecision(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init, plan.weightInit), plan.precision))
   return trainOrFree(model, { ...o, data }, undefined)
 }
 

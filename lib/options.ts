@@ -8,7 +8,7 @@ import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
   AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
   imageFolderSettings, modelSettings, read, recipeTrainingDefaults, trainingSettings,
-  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Setting, type Tower, type Values
+  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Setting, type Tower, type Values, type WeightInit
 } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 import { assertLabelledImages } from './datasets/arrays.js'
@@ -80,7 +80,7 @@ export interface ModelTrainOptions extends Partial<TrainingSettings> {
 
 /** Options of `train`: those of `model.train`, those that build its model, and `resume`. */
 export interface TrainOptions extends ModelTrainOptions,
-  Partial<Pick<ModelSettings, 'tower' | 'width' | 'height' | 'channels' | 'mean' | 'std' | 'loss' | 'margin' | 'embeddingSize' | 'device'>> {
+  Partial<Pick<ModelSettings, 'tower' | 'width' | 'height' | 'channels' | 'mean' | 'std' | 'loss' | 'margin' | 'embeddingSize' | 'device' | 'weightInit'>> {
   /**
    * Start the tower from weights trained in PyTorch (see `createModel`). With `freezeTower`, only
    * what is on top of the frozen stages trains.
@@ -102,7 +102,7 @@ const keysOf = <T extends object>(table: T): Array<keyof T & string> => Object.k
 /** The options `model.train` accepts. */
 export const MODEL_TRAIN_OPTIONS = [...keysOf(trainingSettings), 'data', 'download', 'outDir', 'onProgress', 'signal', 'fit'] as const
 /** The options that build a model, which `train` accepts on top (with `resume`). */
-export const MODEL_BUILDING_OPTIONS = ['tower', 'width', 'height', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'init'] as const
+export const MODEL_BUILDING_OPTIONS = ['tower', 'width', 'height', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'init', 'weightInit'] as const
 /** The options `createModel` accepts. */
 export const CREATE_MODEL_OPTIONS = [...keysOf(modelSettings), 'init'] as const
 /** The options `train` accepts. */
@@ -117,6 +117,7 @@ export interface ModelPlan {
   threads: number
   precision: Precision
   init: { path: string, prefix: string } | undefined
+  weightInit: WeightInit
 }
 
 /** What the data decides of a new model when the options leave it: its size, channels and normalisation. */
@@ -166,9 +167,11 @@ function resolveInit (value: unknown): { path: string, prefix: string } | undefi
 /**
  * A new model from options; `data` decides what the options leave (size, channels, and the
  * normalisation of an image folder). The reference tower's parameters grow with the image: above
- * MAX_REFERENCE_PARAMETERS it is refused, above a fifth of that a warning says so.
+ * MAX_REFERENCE_PARAMETERS it is refused, above a fifth of that a warning says so. `recipe`: the
+ * model is for the reference recipe (`train` with `pairs: 'reference'` or mining), whose weights
+ * are drawn as they always were (`weightInit: 'torch'` unless given).
  */
-export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape): ModelPlan {
+export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape, recipe = false): ModelPlan {
   const loss = read(modelSettings.loss, o['loss'], 'loss')
   const margin = read(modelSettings.margin, o['margin'], 'margin')
   if (o['margin'] !== undefined && loss === 'pair-ce') {
@@ -218,7 +221,10 @@ export function resolveModelPlan (o: Record<string, unknown>, data?: DataShape):
     seed: read(modelSettings.seed, o['seed'], 'seed'),
     threads: read(modelSettings.threads, o['threads'], 'threads') ?? 0,
     precision: read(modelSettings.precision, o['precision'], 'precision'),
-    init: resolveInit(o['init'])
+    init: resolveInit(o['init']),
+    // Xavier measured better for the balanced scheme on the reference tower (docs/performance.md,
+    // "Accuracy per minute"); the recipe and the other towers keep their own.
+    weightInit: read(modelSettings.weightInit, o['weightInit'], 'weightInit') ?? (tower === 'reference' && !recipe ? 'xavier' : 'torch')
   }
 }
 

@@ -15,6 +15,7 @@ t.test('the C++ header and the TypeScript module agree', async (t) => {
   t.same(native.pairSchemes, choices.pairs)
   t.same(native.towers, choices.tower)
   t.same(native.lrSchedules, choices.lrSchedule)
+  t.same(native.weightInits, choices.weightInit)
   const ts = { ...defaults.model, ...defaults.training }
   for (const [key, value] of Object.entries(native.defaults)) t.equal(value, ts[key], `default ${key}`)
   t.same(native.recipe, defaults.recipe, "the recipe's values where the defaults differ")

@@ -4,7 +4,7 @@ import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { datasets, defaults, train } from 'siamese-torch'
+import { createModel, datasets, defaults, train } from 'siamese-torch'
 import { resolveTrainingSettings } from '../dist/options.js'
 import { smallDigits } from './helpers/small-data.mjs'
 
@@ -78,10 +78,62 @@ t.test("pairs 'reference' and mining keep the recipe's constant rate and batch; 
     return datasets.fromArrays({ images, labels: picked.map((k) => set.labels[k]), width: 28, height: 28, classes: ['0', '1'] })
   }
   const events = []
-  const { model } = await train({ data: { train: twoClasses(all), test: twoClasses(data.test) }, pairs: 'reference', epochs: 1, threads: 1, onProgress: (e) => { if (e.type === 'batch') events.push(e) } })
+  const recipeData = { train: twoClasses(all), test: twoClasses(data.test) }
+  const { model } = await train({ data: recipeData, pairs: 'reference', epochs: 1, threads: 1, onProgress: (e) => { if (e.type === 'batch') events.push(e) } })
   t.match(JSON.parse(model.metadata.train_options), { pairs: 'reference', lrSchedule: 'constant', warmup: 0, lr: 0.001, batchSize: 64 }, 'recorded')
-  model.dispose()
   t.ok(events.length >= 1 && events.every((e) => e.lr === 0.001), `every step at 0.001 (${events.length} events)`)
+  // The recipe's initialisation is PyTorch's ('torch'), whatever the default for other models.
+  const saved = async (m, name) => {
+    const file = join(scratch, `${name}.safetensors`)
+    await m.save(file)
+    m.dispose()
+    return weightBytes(file)
+  }
+  const plain = await saved(model, 'recipe-default')
+  const torch = await saved((await train({ data: recipeData, pairs: 'reference', epochs: 1, threads: 1, weightInit: 'torch' })).model, 'recipe-torch')
+  const xavier = await saved((await train({ data: recipeData, pairs: 'reference', epochs: 1, threads: 1, weightInit: 'xavier' })).model, 'recipe-xavier')
+  t.ok(plain.equals(torch), "the recipe trains from weightInit 'torch', bit for bit")
+  t.notOk(plain.equals(xavier), 'an explicit weightInit wins')
+})
+
+// A safetensors file's float32 tensor `name`, as a Float32Array.
+function tensorOf (file, name) {
+  const buffer = readFileSync(file)
+  const headerLength = Number(buffer.readBigUInt64LE(0))
+  const entry = JSON.parse(buffer.subarray(8, 8 + headerLength).toString('utf8'))[name]
+  const [begin, end] = entry.data_offsets.map((o) => 8 + headerLength + o)
+  return new Float32Array(buffer.buffer.slice(buffer.byteOffset + begin, buffer.byteOffset + end))
+}
+
+t.test("weightInit: 'xavier' by default for a new reference-tower model, 'torch' on request and for the other towers", async (t) => {
+  const file = async (options, name) => {
+    const model = await createModel({ seed: 5, ...options })
+    const path = join(scratch, `init-${name}.safetensors`)
+    await model.save(path)
+    model.dispose()
+    return path
+  }
+  const byDefault = await file({}, 'default')
+  const xavier = await file({ weightInit: 'xavier' }, 'xavier')
+  const torch = await file({ weightInit: 'torch' }, 'torch')
+  t.ok(weightBytes(byDefault).equals(weightBytes(xavier)), "the default is 'xavier', drawn from the seed")
+  t.ok(weightBytes(xavier).equals(weightBytes(await file({ weightInit: 'xavier' }, 'xavier-again'))), 'the same seed, the same weights')
+  // conv1: fan_in 1 x 7 x 7, fan_out 64 x 7 x 7. Xavier: uniform in +-sqrt(6 / (fan_in + fan_out)), biases 0;
+  // PyTorch's: uniform in +-1/sqrt(fan_in) (kaiming_uniform_ with a = sqrt(5)), biases too.
+  const xavierBound = Math.sqrt(6 / (49 + 64 * 49))
+  const maxAbs = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
+  for (const layer of ['conv1', 'conv2', 'conv3', 'linear1']) {
+    t.ok(tensorOf(xavier, `${layer}.bias`).every((v) => v === 0), `xavier: ${layer}'s biases are 0`)
+  }
+  t.ok(maxAbs(tensorOf(xavier, 'conv1.weight')) <= xavierBound, 'xavier: conv1 within its bound')
+  t.ok(maxAbs(tensorOf(torch, 'conv1.weight')) > xavierBound * 1.5, "torch: conv1 spread to PyTorch's wider bound")
+  t.ok(maxAbs(tensorOf(torch, 'conv1.bias')) > 0, 'torch: biases drawn')
+  t.same(tensorOf(xavier, 'linear2.weight'), tensorOf(torch, 'linear2.weight'), 'the head is drawn as PyTorch does either way')
+  const conv4 = await file({ tower: 'conv4', width: 32, height: 32 }, 'conv4')
+  const conv4Torch = await file({ tower: 'conv4', width: 32, height: 32, weightInit: 'torch' }, 'conv4-torch')
+  t.ok(weightBytes(conv4).equals(weightBytes(conv4Torch)), "conv4 defaults to 'torch'")
+  await t.rejects(createModel({ weightInit: 'he' }), { code: 'ERR_INVALID_ARG', message: "Expected one of 'torch', 'xavier' for weightInit but received string \"he\"" })
+  await t.rejects(train({ data, resume: byDefault, weightInit: 'torch' }), { code: 'ERR_INVALID_ARG', message: /no weightInit with resume/ })
 })
 
 t.test('bad values are refused before any work', async (t) => {

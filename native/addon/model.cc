@@ -748,8 +748,9 @@ void ModelWrap::finishTraining(TrainingJob* job) {
 
 namespace {
 
-// createModel(config, device, seed, threads, init?: { path, prefix }) -> Promise<NativeModel>
+// createModel(config, device, seed, threads, init?: { path, prefix }, weightInit?) -> Promise<NativeModel>
 // init: start the tower from a safetensors file of weights; the report goes into the "init" metadata.
+// weightInit: 'torch' (the default) or 'xavier', how fresh weights are drawn (network.h, initWeights).
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -763,10 +764,13 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
       initPath = str(info[4].As<Napi::Object>(), "path");
       initPrefix = str(info[4].As<Napi::Object>(), "prefix");
     }
+    const core::WeightInit weightInit = info.Length() > 5 && info[5].IsString()
+                                            ? core::parseChoice<core::WeightInit>(stringArg(info, 5))
+                                            : core::WeightInit::Torch;
     return PromiseWorker<std::shared_ptr<core::Model>>::Start(
         env,
-        [config, device, seed, threads, initPath, initPrefix]() {
-          auto model = std::make_shared<core::Model>(config, core::parseDevice(device), seed);
+        [config, device, seed, threads, initPath, initPrefix, weightInit]() {
+          auto model = std::make_shared<core::Model>(config, core::parseDevice(device), seed, weightInit);
           model->setThreads(threads);
           if (!initPath.empty()) {
             const core::InitReport report = core::initFromFile(model->net(), initPath, initPrefix);
@@ -828,6 +832,7 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   out.Set("pairSchemes", choiceNames<core::PairScheme>(env));
   out.Set("towers", choiceNames<core::Tower>(env));
   out.Set("lrSchedules", choiceNames<core::LrSchedule>(env));
+  out.Set("weightInits", choiceNames<core::WeightInit>(env));
   Napi::Object defaults = Napi::Object::New(env);
   defaults.Set("tower", core::choiceName(d::kTower));
   defaults.Set("width", static_cast<double>(d::kWidth));

@@ -22,6 +22,7 @@ enum class PairScheme { Reference, Balanced };
 enum class Tower { Reference, Conv4, ResNet18 };
 enum class Precision { Fp32, Bf16 };
 enum class LrSchedule { Constant, Cosine };
+enum class WeightInit { Torch, Xavier };
 
 // Each enum's values with their names, in the order lib/contract.ts lists them.
 template <typename Enum>
@@ -69,6 +70,13 @@ struct Choices<LrSchedule> {
   static constexpr const char* kind = "learning-rate schedule";
   static constexpr std::array<std::pair<LrSchedule, std::string_view>, 2> values{
       {{LrSchedule::Constant, "constant"}, {LrSchedule::Cosine, "cosine"}}};
+};
+
+template <>
+struct Choices<WeightInit> {
+  static constexpr const char* kind = "weight initialisation";
+  static constexpr std::array<std::pair<WeightInit, std::string_view>, 2> values{
+      {{WeightInit::Torch, "torch"}, {WeightInit::Xavier, "xavier"}}};
 };
 
 // The enum value named `name`; InvalidArgumentError for an unknown name.

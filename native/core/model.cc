@@ -14,16 +14,18 @@ std::mutex& initMutex() {
   return m;
 }
 
-SiameseNet seededNet(const NetworkShape& shape, uint64_t seed) {
+SiameseNet seededNet(const NetworkShape& shape, uint64_t seed, WeightInit init) {
   std::lock_guard<std::mutex> lock(initMutex());
   torch::manual_seed(seed);
-  return SiameseNet(shape);
+  SiameseNet net(shape);
+  net->initWeights(init);
+  return net;
 }
 
 }  // namespace
 
-Model::Model(const ModelConfig& config, torch::Device device, uint64_t seed)
-    : Model(config, device, seededNet(config.shape, seed)) {}
+Model::Model(const ModelConfig& config, torch::Device device, uint64_t seed, WeightInit init)
+    : Model(config, device, seededNet(config.shape, seed, init)) {}
 
 Model::Model(const ModelConfig& config, torch::Device device, SiameseNet net)
     : config_(config), device_(device), threshold_(config.threshold), net_(std::move(net)) {

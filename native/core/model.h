@@ -41,8 +41,9 @@ using Metadata = std::map<std::string, std::string>;
 //   - the threshold, the thread count and the precision are atomics.
 class Model {
  public:
-  // A new model with freshly initialised weights (PyTorch's default initialisation, seeded).
-  Model(const ModelConfig& config, torch::Device device, uint64_t seed);
+  // A new model with freshly initialised weights, seeded: LibTorch's default initialisation
+  // (PyTorch's), or another (network.h, initWeights).
+  Model(const ModelConfig& config, torch::Device device, uint64_t seed, WeightInit init = WeightInit::Torch);
   // A model whose weights come from a file (the network is built from its metadata).
   Model(const ModelConfig& config, torch::Device device, SiameseNet net);
 

@@ -270,6 +270,27 @@ SiameseNetImpl::SiameseNetImpl(const NetworkShape& shape) : shape_(shape) {
   linear2 = register_module("linear2", nn::Linear(e, 2));
 }
 
+void SiameseNetImpl::initWeights(WeightInit init) {
+  if (init == WeightInit::Torch) return;
+  torch::NoGradGuard noGrad;
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (module.get() == linear2.get()) continue;  // the head keeps its own
+    torch::Tensor weight;
+    torch::Tensor bias;
+    if (auto* conv = module->as<nn::Conv2d>()) {
+      weight = conv->weight;
+      bias = conv->bias;
+    } else if (auto* linear = module->as<nn::Linear>()) {
+      weight = linear->weight;
+      bias = linear->bias;
+    } else {
+      continue;
+    }
+    nn::init::xavier_uniform_(weight);
+    if (bias.defined()) bias.zero_();
+  }
+}
+
 bool SiameseNetImpl::usesOneDnn() const {
   return linear2->weight.is_cpu() && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
 }

@@ -91,6 +91,13 @@ class SiameseNetImpl : public torch::nn::Module {
   // statistics in training; running statistics in evaluation).
   bool hasBatchNorm() const { return shape_.tower != Tower::Reference; }
 
+  // Re-initialises the tower's convolution and linear layers (not the head) as `init` says:
+  // Torch leaves LibTorch's default (PyTorch's: uniform in +-1/sqrt(fan_in) for weights and
+  // biases, and torchvision's He initialisation for resnet18); Xavier draws each weight uniformly
+  // in +-sqrt(6 / (fan_in + fan_out)) and zeroes each bias. Draws from the global generator, so a
+  // seeded caller gets the same weights every time.
+  void initWeights(WeightInit init);
+
   // Freezes the first `stages` stages of the tower (0: none): their parameters get no gradients
   // and their BatchNorm layers stay in evaluation mode, using and keeping their running
   // statistics, as fine-tuning on top of a trained backbone expects.
