@@ -16,7 +16,7 @@ import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
 import {
   CREATE_MODEL_OPTIONS, MODEL_BUILDING_OPTIONS, MODEL_TRAIN_OPTIONS, TRAIN_OPTIONS, assertModelSized, checkModelOptions, readCheckpoint, resolveData, resolveFit,
-  resolveModelPlan, resolveTrainingSettings, resolveWays, shapeName, trainOptionsOf, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
+  resolveModelPlan, resolveTrainingSettings, resolveWays, trainsTheRecipe, shapeName, trainOptionsOf, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
   type ModelTrainOptions, type TrainOptions
 } from './options.js'
 import type { EpochMetrics } from './progress.js'
@@ -610,8 +610,8 @@ async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseMo
   }
   const data = await resolveData(o['data'] ?? defaults.data, read(downloadSettings.download, o['download'], 'download'), folder)
   assertModelSized(data, read(modelSettings.tower, o['tower'], 'tower'))
-  const recipe = settings.pairs === 'reference' || settings.mining !== 'none'
-  const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats }, recipe)
+  const plan = resolveModelPlan(building, { width: data.train.width, height: data.train.height, channels: data.train.channels ?? 1, stats: data.stats },
+    trainsTheRecipe(settings))
   const model = wrapNative(inPrecision(await binding().createModel(plan.config, plan.device, plan.seed, plan.threads, plan.init, plan.weightInit), plan.precision))
   return trainOrFree(model, { ...o, data }, undefined)
 }

@@ -8,7 +8,7 @@ import type { NativeAugment, NativeModelConfig } from './binding.js'
 import {
   AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
   imageFolderSettings, modelSettings, read, recipeTrainingDefaults, trainingSettings,
-  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Setting, type Tower, type Values, type WeightInit
+  type AugmentOptions, type Channels, type DataSource, type Device, type Fit, type Precision, type Resolved, type Mining, type PairScheme, type Setting, type Tower, type Values, type WeightInit
 } from './contract.js'
 import { SiameseTorchError } from './errors.js'
 import { assertLabelledImages } from './datasets/arrays.js'
@@ -162,6 +162,15 @@ function resolveInit (value: unknown): { path: string, prefix: string } | undefi
     return { path: resolve(value['path']), prefix: (value['prefix']) ?? '' }
   }
   throw invalidArg('init', 'a .safetensors path or { path, prefix }', value)
+}
+
+/**
+ * Whether a run with these settings trains the reference recipe: the recipe's pairs, or mined
+ * batches (which draw no pairs). Such a run takes the recipe's values for whatever it is not given
+ * (`recipeTrainingDefaults`, and `weightInit: 'torch'` for the model `train` builds for it).
+ */
+export function trainsTheRecipe (settings: { pairs: PairScheme, mining: Mining }): boolean {
+  return settings.pairs === 'reference' || settings.mining !== 'none'
 }
 
 /**
@@ -349,7 +358,7 @@ export function resolveTrainingSettings (o: Record<string, unknown>, checkpoint:
   const t = trainingSettings
   const pairs = setting('pairs', t.pairs)
   const mining = setting('mining', t.mining)
-  recipe = pairs === 'reference' || mining !== 'none'
+  recipe = trainsTheRecipe({ pairs, mining })
   return {
     pairs,
     mining,

@@ -398,11 +398,12 @@ torch::Tensor oneChannelAsChannelsLast(const torch::Tensor& t) {
 
 }  // namespace
 
-bool SiameseNetImpl::firstLayerChannelsLast(const torch::Tensor& images) const {
-  if (images.dim() != 4 || images.size(1) != 1 || !usesOneDnn()) return false;
-  // fp32 training keeps NCHW: with more than one thread, oneDNN sums the NHWC weight gradient in
-  // another order, and the recipe's weights would move.
-  return !is_training() || lowerPrecisionActive(images.device().type());
+SiameseNetImpl::GreyLayout SiameseNetImpl::greyLayout(const torch::Tensor& images) const {
+  if (images.dim() != 4 || images.size(1) != 1 || !usesOneDnn()) return GreyLayout::Plain;
+  // fp32 training keeps the first layer NCHW: with more than one thread, oneDNN sums the NHWC
+  // weight gradient in another order, and the recipe's weights would move.
+  if (is_training() && !lowerPrecisionActive(images.device().type())) return GreyLayout::NhwcPooling;
+  return GreyLayout::Nhwc;
 }
 
 torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
@@ -411,22 +412,21 @@ torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
   // loop (11.6 ms against 2.0 for NHWC on a batch of 192 here, a quarter of an evaluation). In
   // bfloat16 training it also saves reordering the largest activation twice. With one input
   // channel, the forward pass computes the same sums in either layout: bit-identical results.
-  const bool nhwc = firstLayerChannelsLast(images);
-  auto x = nhwc ? torch::conv2d(oneChannelAsChannelsLast(images), oneChannelAsChannelsLast(conv1->weight), conv1->bias)
-                : conv1->forward(images);
-  // fp32 training on oneDNN pools an NHWC copy of the first layer's output (made before ReLU, so
-  // that the NCHW original is freed at once): the copy, and the copy of its gradient back to NCHW
-  // in the first layer's backward pass, cost less than NCHW pooling (~7% of a step), and the
-  // first layer still sums its gradients in NCHW order, bit for bit as before.
-  if (!nhwc && is_training() && images.size(1) == 1 && usesOneDnn()) {
-    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-  }
+  const GreyLayout layout = greyLayout(images);
+  auto x = layout == GreyLayout::Nhwc
+               ? torch::conv2d(oneChannelAsChannelsLast(images), oneChannelAsChannelsLast(conv1->weight), conv1->bias)
+               : conv1->forward(images);
+  // fp32 training pools an NHWC copy of the first layer's output (made before ReLU, so that the
+  // NCHW original is freed at once): the copy, and the copy of its gradient back to NCHW in the
+  // first layer's backward pass, cost less than NCHW pooling (~7% of a step), and the first layer
+  // still sums its gradients in NCHW order, bit for bit as before.
+  if (layout == GreyLayout::NhwcPooling) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   // ReLU in place: a convolution's backward pass needs its input, not its output, so the
   // output's buffer can hold the activation (a third less activation memory per image).
   x = pool1->forward(x.relu_());
   // Inference keeps NCHW weights (fastest for small batches, see useTrainingLayout): the pooled
   // map, a quarter of the first layer's output, goes back to NCHW for them.
-  if (nhwc && !is_training()) x = x.contiguous();
+  if (layout == GreyLayout::Nhwc && !is_training()) x = x.contiguous();
   x = conv2->forward(x).relu_();
   x = conv3->forward(x).relu_();
   // In bfloat16 the layer stays linear: autocast sends it to oneDNN's bf16 matrix product, while

@@ -116,8 +116,13 @@ class SiameseNetImpl : public torch::nn::Module {
   bool usesOneDnn() const;
 
  private:
-  // Whether the reference tower's first layer runs NHWC on this batch (grey images on oneDNN).
-  bool firstLayerChannelsLast(const torch::Tensor& images) const;
+  // How the reference tower's first layer and its pooling run on a batch (embedReference).
+  enum class GreyLayout {
+    Plain,       // as LibTorch lays it out: colour images, or no oneDNN
+    Nhwc,        // grey: the first layer on NHWC views (inference, and bfloat16 training)
+    NhwcPooling  // grey, fp32 training: the first layer NCHW, pooled from an NHWC copy
+  };
+  GreyLayout greyLayout(const torch::Tensor& images) const;
   torch::Tensor embedReference(const torch::Tensor& images);
   torch::Tensor embedConv4(const torch::Tensor& images);
   torch::Tensor embedResNet18(const torch::Tensor& images);
