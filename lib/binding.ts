@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
 
 import type { Channels, Loss, LrSchedule, Mining, Optimizer, PairScheme, Precision, Tower, WeightInit } from './contract.js'
+import type { NativeDistributed } from './distributed.js'
 import { SiameseTorchError } from './errors.js'
 
 /** A GPU as the addon reports it. */
@@ -26,6 +27,7 @@ export interface NativeVersion {
   threads: number
   threadsBasis: string
   bf16Cpu: boolean
+  distributed: string[]
 }
 
 /** Both files of one IDX split, as read natively: the pixels stay native (uint8 [count, height, width, 1]). */
@@ -116,6 +118,17 @@ export interface NativeTrainConfig {
   augment: NativeAugment
   /** Capture the triplet step as a CUDA graph (a CUDA device only). */
   cudaGraph: boolean
+  /** A rank of a distributed run; absent: this process alone. */
+  distributed?: NativeDistributed
+}
+
+/** What a training run resolves with. */
+export interface NativeTrainingResult {
+  history: NativeEpochMetrics[]
+  rank: number
+  worldSize: number
+  /** Seconds the steps waited for the gradients' all-reduce after their backward pass. */
+  allReduceWaitSeconds: number
 }
 
 /** core::AugmentConfig: every field at its identity for no augmentation. */
@@ -203,7 +216,7 @@ export interface NativeModel {
   save(path: string): Promise<void>
   setMetadata(metadata: Record<string, string>): void
   train(train: NativeImageData, test: NativeImageData, config: NativeTrainConfig,
-    onEvent: (event: NativeTrainingEvent) => void): Promise<NativeEpochMetrics[]>
+    onEvent: (event: NativeTrainingEvent) => void): Promise<NativeTrainingResult>
   stopTraining(): void
   dispose(): void
 }

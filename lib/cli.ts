@@ -13,8 +13,10 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { choices, defaults, evaluationSettings, modelSettings, recipeTrainingDefaults, trainingSettings, type Channels, type Fit, type Precision, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
 import type { DataSplit } from './datasets/types.js'
+import { launchedAsRank, resolveDistributed } from './distributed.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
+import { launchLocalRanks } from './launch.js'
 import { loadModel, train, type LoadModelOptions, type Metrics, type SiameseModel, type Verification } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
@@ -84,6 +86,11 @@ function settingOption (key: string, setting: Setting<unknown>, recipe?: number 
 }
 
 /** `--size WxH` as { width, height }. */
+function positiveInteger (text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new InvalidArgumentError(`${flag}: expected a positive integer; received "${text}"`)
+  return Number(text)
+}
+
 function parseSize (text: string): { width: number, height: number } {
   const match = /^(\d+)x(\d+)$/i.exec(text.trim())
   if (match === null) throw new InvalidArgumentError(`--size: expected WIDTHxHEIGHT, e.g. 64x64; received "${text}"`)
@@ -134,6 +141,8 @@ interface TrainFlags extends Record<string, unknown> {
   init?: string
   initPrefix?: string
   fit?: Fit
+  nproc?: number
+  distTimeout?: number
 }
 
 /** The library's options from the flags the user typed, and only those. */
@@ -271,13 +280,32 @@ function recordedSource (model: SiameseModel): string | undefined {
   }
 }
 
+/** This process's rank when it was started as one (torchrun, PyTorchJob, --nproc), for its messages. */
+function rankPrefix (): string {
+  return launchedAsRank() ? ` [rank ${process.env['RANK'] ?? '?'}]` : ''
+}
+
 async function trainCommand (flags: TrainFlags): Promise<number> {
+  const timeoutMs = flags.distTimeout === undefined ? undefined : flags.distTimeout * 1000
+  if (flags.nproc !== undefined && flags.nproc > 1 && !launchedAsRank()) {
+    return launchLocalRanks(flags.nproc, process.argv.slice(1), {
+      graceMs: (timeoutMs ?? 300_000) + 15_000,
+      log: (line) => process.stderr.write(`siamese-torch: ${line}\n`)
+    })
+  }
+  // Started as a rank: the run is distributed, and only rank 0 speaks and writes.
+  const distributed = launchedAsRank() ? resolveDistributed(timeoutMs === undefined ? true : { timeoutMs }) : undefined
+  if (distributed !== undefined && flags.nproc !== undefined && flags.nproc !== distributed.worldSize) {
+    throw invalidArg('--nproc', `the world size this rank was started in (WORLD_SIZE=${distributed.worldSize})`, flags.nproc)
+  }
+  const speaks = distributed === undefined || distributed.rank === 0
   const json = flags.json === true
   const tty = process.stdout.isTTY === true && !json
   const outDir = resolve(flags.out)
   // A new run trains on --data or the default; a resumed one on its checkpoint's data unless --data says otherwise.
   const source = flags.data ?? (flags.resume === undefined ? defaults.data : undefined)
   const report = new TrainingReport(json, tty, outDir, `Training on ${source ?? 'the checkpoint\'s data'}`)
+  const say = (line: string): void => { if (speaks) out(line) }
   const controller = new AbortController()
   let interrupted = false
   const onSigint = (): void => {
@@ -287,8 +315,13 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
   }
   process.on('SIGINT', onSigint)
   try {
-    const options = { ...trainOptionsFrom(flags, outDir), onProgress: report.onProgress, signal: controller.signal }
-    if (!json) out(`training on ${source ?? 'the checkpoint\'s data'} with ${threadsLine(options.threads)}${options.precision === 'bf16' ? ', in bf16' : ''}; writing to ${outDir}`)
+    const options = {
+      ...trainOptionsFrom(flags, outDir),
+      onProgress: report.onProgress,
+      signal: controller.signal,
+      ...(distributed !== undefined ? { distributed: timeoutMs === undefined ? true : { timeoutMs } } : {})
+    }
+    if (!json) say(`training on ${source ?? 'the checkpoint\'s data'} with ${threadsLine(options.threads)}${options.precision === 'bf16' ? ', in bf16' : ''}; writing to ${outDir}`)
     // A new run's data is read here once, for training and for the pictures; a resumed run's by
     // the library, at its checkpoint's input size.
     const folderTarget = {
@@ -298,7 +331,7 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
       fit: flags.fit
     }
     const data = flags.resume === undefined && source !== undefined ? await resolveData(source, flags.download === true, folderTarget) : undefined
-    if (data !== undefined && options.augment !== undefined && options.augment !== false) {
+    if (speaks && data !== undefined && options.augment !== undefined && options.augment !== false) {
       await prepareOutDir(outDir, '--out')
       const sheet = await augmentSheetSvg(data.train, nativeAugment(options.augment), options.seed ?? 0,
         'Augmented training examples: each image as it is, then as training batches may draw it')
@@ -309,25 +342,26 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
       await report.flush()
       const trainedOn = recordedSource(model)
       const pictured = data ?? (trainedOn === undefined ? undefined : await resolveData(trainedOn, false, { ...model.config, fit: resolveFit({}, trainOptionsOf(model.metadata)) }))
-      if (pictured !== undefined) await report.drawModel(model, pictured)
+      if (speaks && pictured !== undefined) await report.drawModel(model, pictured)
     } finally {
       model.dispose()
     }
   } catch (err) {
     report.stopBar()
     await report.flush().catch(() => {})
-    if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && interrupted) {
+    // A distributed run stops on every rank when one is interrupted.
+    if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && (interrupted || distributed !== undefined)) {
       const last = report.lastCheckpoint()
       const command = last === undefined ? undefined : resumeCommand(last, source, outDir)
-      if (json) out(JSON.stringify({ type: 'stopped', lastCheckpoint: last ?? null, resume: command ?? null }))
-      else out(`stopped by Ctrl-C; ${command ? `the last checkpoint is ${last}; continue with:\n  ${command}` : 'no checkpoint was written yet'}`)
+      if (json) say(JSON.stringify({ type: 'stopped', lastCheckpoint: last ?? null, resume: command ?? null }))
+      else say(`stopped by Ctrl-C; ${command ? `the last checkpoint is ${last}; continue with:\n  ${command}` : 'no checkpoint was written yet'}`)
       return EXIT_INTERRUPTED
     }
     throw err
   } finally {
     process.off('SIGINT', onSigint)
   }
-  report.printSummary()
+  if (speaks) report.printSummary()
   return 0
 }
 
@@ -382,9 +416,15 @@ function defineTrainCommand (program: Command): void {
     .option('--out <dir>', 'where the model, checkpoints, metrics and pictures go', 'siamese-out')
     .option('--resume <checkpoint>', 'continue from a checkpoint, with its options and data (flags typed here win; the data must be the same)')
     .option('--json', 'print one JSON object per event (NDJSON) and nothing else on stdout')
+    .option('--nproc <n>', 'train as n ranks on this machine (data-parallel, c10d Gloo); under torchrun or a PyTorchJob, the ranks come from RANK and WORLD_SIZE instead',
+      (text: string) => positiveInteger(text, '--nproc'))
+    .option('--dist-timeout <seconds>', 'distributed runs: how long to wait for the other ranks before failing with ERR_DISTRIBUTED (default 300)',
+      (text: string) => positiveInteger(text, '--dist-timeout'))
     .addHelpText('after', '\nExample:\n  siamese-torch train --epochs 2 --out out\n  siamese-torch train --data fashion-mnist --download --loss triplet --mining semi-hard\n' +
       '  siamese-torch train --data ./photos --tower resnet18 --size 64x64 --init resnet18.safetensors --freeze-tower 3 --augment\n' +
-      '  siamese-torch train --resume out/checkpoint-epoch-2.safetensors --out out')
+      '  siamese-torch train --resume out/checkpoint-epoch-2.safetensors --out out\n' +
+      '  siamese-torch train --nproc 2 --epochs 2 --out out        (two ranks on this machine)\n' +
+      '  torchrun --nproc_per_node 2 --no_python siamese-torch train --epochs 2 --out out')
     .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
 }
 
@@ -566,7 +606,7 @@ async function main (argv: string[]): Promise<number> {
     }
     const verbose = argv.includes('--verbose')
     if (err instanceof SiameseTorchError) {
-      process.stderr.write(`siamese-torch: ${err.code}: ${err.message}\n`)
+      process.stderr.write(`siamese-torch${rankPrefix()}: ${err.code}: ${err.message}\n`)
       if (verbose && err.stack) process.stderr.write(`${err.stack}\n`)
       return err.code === 'ERR_INVALID_ARG' ? EXIT_USAGE : EXIT_FAILURE
     }

@@ -17,6 +17,9 @@
  * - `ERR_CUDA_UNAVAILABLE`: a CUDA device asked for where there is none.
  * - `ERR_UNSUPPORTED`: asked of a CPU or LibTorch build that cannot do it, e.g. `precision: 'bf16'`
  *   on a CPU without AVX512_BF16 or AMX.
+ * - `ERR_DISTRIBUTED`: a distributed run cannot go on: a rank died, hung or cannot be reached, the
+ *   store cannot be reached or served, or the ranks were started with other settings; the message
+ *   names the rank and the cause.
  * - `ERR_ADDON_LOAD`: the native addon could not be loaded.
  * - `ERR_NATIVE`, `ERR_NATIVE_OOM`: any other native failure, or out of memory outside LibTorch.
  */
@@ -32,6 +35,7 @@ export type ErrorCode =
   | 'ERR_TORCH_OOM'
   | 'ERR_CUDA_UNAVAILABLE'
   | 'ERR_UNSUPPORTED'
+  | 'ERR_DISTRIBUTED'
   | 'ERR_ADDON_LOAD'
   | 'ERR_NATIVE'
   | 'ERR_NATIVE_OOM'

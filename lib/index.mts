@@ -8,5 +8,6 @@ export type {
   Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope, Precision, LrSchedule, WeightInit,
   ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions,
-  EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage
+  EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage,
+  TrainingResult, DistributedOptions, DistributedBackend, DistributedRun
 } from './index.js'

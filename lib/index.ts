@@ -20,4 +20,6 @@ export type {
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions
 } from './options.js'
 export type { EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent } from './progress.js'
+export type { TrainingResult } from './training.js'
+export type { DistributedOptions, DistributedBackend, DistributedRun } from './distributed.js'
 export type { ImageInput, RawImage } from './inputs.js'

@@ -19,8 +19,7 @@ import {
   resolveModelPlan, resolveTrainingSettings, resolveWays, trainsTheRecipe, shapeName, trainOptionsOf, type Checkpoint, type CreateModelOptions, type EvaluateOptions,
   type ModelTrainOptions, type TrainOptions
 } from './options.js'
-import type { EpochMetrics } from './progress.js'
-import { runTraining, type AfterAbort } from './training.js'
+import { runTraining, type AfterAbort, type TrainingResult } from './training.js'
 import { invalidArg, isPlainObject, nonEmptyString, optionsObject } from './validate.js'
 
 /** What a model was built and trained for. */
@@ -195,7 +194,7 @@ function asList<T> (value: T | readonly T[]): readonly T[] {
 // The two ways this module reaches inside a SiameseModel, set by its static block: no other
 // module, and nothing in the published types, can.
 let wrapNative: (native: NativeModel) => SiameseModel
-let trainNative: (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined, afterAbort: AfterAbort) => Promise<EpochMetrics[]>
+let trainNative: (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined, afterAbort: AfterAbort) => Promise<TrainingResult>
 
 /**
  * A Siamese network: two towers with shared weights that turn images into embeddings, and a
@@ -483,11 +482,10 @@ export class SiameseModel {
    * Trains this model further (or from scratch, for one from `createModel`). Same options as
    * `train`, less those that build the model. Refused with `ERR_BUSY` while it trains already.
    */
-  async train (options: ModelTrainOptions = {}): Promise<{ history: EpochMetrics[] }> {
+  async train (options: ModelTrainOptions = {}): Promise<TrainingResult> {
     const site = callSite()
     const o = optionsObject(options, 'options', MODEL_TRAIN_OPTIONS)
-    const history = await rethrowAtCallSite(trainNative(this, o, undefined, 'kept'), site)
-    return { history }
+    return rethrowAtCallSite(trainNative(this, o, undefined, 'kept'), site)
   }
 
   /**
@@ -590,14 +588,14 @@ export async function loadModel (path: string, options?: LoadModelOptions): Prom
  * const pSame = await model.predict(test.images.subarray(0, 784), test.images.subarray(784, 1568))
  * ```
  */
-export async function train (options: TrainOptions = {}): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+export async function train (options: TrainOptions = {}): Promise<TrainingResult & { model: SiameseModel }> {
   const site = callSite()
   const o = optionsObject(options, 'options', TRAIN_OPTIONS)
   return rethrowAtCallSite(o['resume'] === undefined ? trainNew(o) : resume(o), site)
 }
 
 /** train() without resume: every option checked, the data read, a model of its size built, then trained. */
-async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+async function trainNew (o: Record<string, unknown>): Promise<TrainingResult & { model: SiameseModel }> {
   const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, o[key]]))
   checkModelOptions(building) // before the data is read
   const settings = resolveTrainingSettings(o, undefined)
@@ -617,7 +615,7 @@ async function trainNew (o: Record<string, unknown>): Promise<{ model: SiameseMo
 }
 
 /** train({ resume }): the checkpoint loaded with its optimiser state, then trained on. */
-async function resume (o: Record<string, unknown>): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+async function resume (o: Record<string, unknown>): Promise<TrainingResult & { model: SiameseModel }> {
   for (const key of MODEL_BUILDING_OPTIONS) {
     if (o[key] !== undefined) throw invalidArg(key, `no ${key} with resume (the checkpoint's model goes on as it was built)`, o[key])
   }
@@ -642,9 +640,9 @@ async function resume (o: Record<string, unknown>): Promise<{ model: SiameseMode
 }
 
 /** Trains a model train() built; when that fails, frees it: the caller never receives it. */
-async function trainOrFree (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined): Promise<{ model: SiameseModel, history: EpochMetrics[] }> {
+async function trainOrFree (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined): Promise<TrainingResult & { model: SiameseModel }> {
   try {
-    return { model, history: await trainNative(model, o, checkpoint, 'freed') }
+    return { model, ...await trainNative(model, o, checkpoint, 'freed') }
   } catch (err) {
     model.dispose()
     throw err

@@ -5,6 +5,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 
 import type { NativeAugment, NativeModelConfig } from './binding.js'
+import type { DistributedOptions } from './distributed.js'
 import {
   AUGMENT_PRESET, DATA_SOURCES, MAX_REFERENCE_PARAMETERS, choices, MIN_INPUT_SIDE, MIN_TOWER_SIDE, defaults, downloadSettings, evaluationSettings,
   imageFolderSettings, modelSettings, read, recipeTrainingDefaults, trainingSettings,
@@ -72,6 +73,17 @@ export interface ModelTrainOptions extends Partial<TrainingSettings> {
   /** Stops training between two batches: the promise rejects with ABORT_ERR (its `cause`: the signal's reason). */
   signal?: AbortSignal
   /**
+   * Train as one rank of a data-parallel run over processes and hosts (c10d, Gloo on the CPU):
+   * `true` reads who is who from the environment (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
+   * `MASTER_PORT`, as torchrun and Kubernetes' PyTorchJob set them), an object says it (see
+   * `DistributedOptions`). Every rank runs the same options on the same data; `batchSize` is the
+   * global batch, shared by the ranks; the run ends with the same weights as one process, up to
+   * float rounding. Only rank 0 reports progress and writes `outDir`. A rank that dies or hangs
+   * makes the others fail with `ERR_DISTRIBUTED` within `timeoutMs`. See docs/distributed.md.
+   * Default: this process alone.
+   */
+  distributed?: boolean | DistributedOptions
+  /**
    * With a folder of images as `data`: how images of another shape are brought to the model's
    * size (default `'fill'`, stretched). Recorded, so that a resume reads them the same way.
    */
@@ -100,7 +112,7 @@ export type EvaluateOptions = Partial<Values<typeof evaluationSettings>>
 const keysOf = <T extends object>(table: T): Array<keyof T & string> => Object.keys(table) as Array<keyof T & string>
 
 /** The options `model.train` accepts. */
-export const MODEL_TRAIN_OPTIONS = [...keysOf(trainingSettings), 'data', 'download', 'outDir', 'onProgress', 'signal', 'fit'] as const
+export const MODEL_TRAIN_OPTIONS = [...keysOf(trainingSettings), 'data', 'download', 'outDir', 'onProgress', 'signal', 'fit', 'distributed'] as const
 /** The options that build a model, which `train` accepts on top (with `resume`). */
 export const MODEL_BUILDING_OPTIONS = ['tower', 'width', 'height', 'channels', 'mean', 'std', 'loss', 'margin', 'embeddingSize', 'init', 'weightInit'] as const
 /** The options `createModel` accepts. */

@@ -1,9 +1,10 @@
 // Runs the native trainer on a model: options resolved and checked (the output folder and the data
 // included) before the first batch, events delivered, aborts mapped. The trainer itself runs on
 // its own native thread (native/addon/model.cc), so the event loop stays free.
-import type { NativeModel, NativeTrainingEvent } from './binding.js'
+import { binding, type NativeModel, type NativeTrainingEvent } from './binding.js'
 import { toNativeData } from './datasets/arrays.js'
 import { presentClasses, unseenClasses } from './datasets/splits.js'
+import { resolveDistributed, type DistributedRun } from './distributed.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir } from './files.js'
 import {
@@ -15,6 +16,12 @@ import { functionOption, invalidArg, nonEmptyString } from './validate.js'
 
 let warnedAboutCallback = false
 
+/** What a run returns: its epochs' metrics, and how a distributed run went. */
+export interface TrainingResult {
+  history: EpochMetrics[]
+  distributed?: DistributedRun
+}
+
 /** What becomes of the model when training is aborted, for the ABORT_ERR message. */
 export type AfterAbort = 'kept' | 'freed'
 
@@ -23,7 +30,7 @@ export type AfterAbort = 'kept' | 'freed'
  * checkpoint the model was loaded from, whose epoch, options and data a resume continues.
  */
 export async function runTraining (native: NativeModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined,
-  afterAbort: AfterAbort): Promise<EpochMetrics[]> {
+  afterAbort: AfterAbort): Promise<TrainingResult> {
   const { config } = native.info()
   const settings = resolveTrainingSettings(o, checkpoint)
   if (settings.mining !== 'none' && config.loss !== 'triplet') throw invalidArg('mining', "'none' unless loss is 'triplet'", settings.mining)
@@ -34,7 +41,14 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   const onProgress = o['onProgress'] === undefined ? undefined : functionOption<(e: ProgressEvent) => void>(o['onProgress'], 'onProgress')
   const signal = o['signal']
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'an AbortSignal', signal)
-  const outDir = o['outDir'] === undefined ? '' : await prepareOutDir(nonEmptyString(o['outDir'], 'outDir'), 'outDir')
+  const distributed = resolveDistributed(o['distributed'])
+  if (distributed !== undefined && distributed.worldSize > 1 && binding().version().distributed.length === 0) {
+    throw new SiameseTorchError('this build of siamese-torch has no distributed training: it was built without c10d\'s Gloo ' +
+      'back-end (install Gloo\'s headers, libgloo-dev on Debian, and rebuild)', 'ERR_UNSUPPORTED')
+  }
+  // Only rank 0 writes: the other ranks' outDir may not even exist on their hosts.
+  const writes = distributed === undefined || distributed.rank === 0
+  const outDir = o['outDir'] === undefined || !writes ? '' : await prepareOutDir(nonEmptyString(o['outDir'], 'outDir'), 'outDir')
   const freezeStages = frozenStages(settings.freezeTower, config.tower)
   const augment = nativeAugment(settings.augment)
   const fit = resolveFit(o, checkpoint?.options ?? trainOptionsOf(native.info().metadata))
@@ -71,7 +85,7 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
   const stop = (): void => native.stopTraining()
   signal?.addEventListener('abort', stop, { once: true })
   try {
-    const history = await native.train(toNativeData(data.train, numClasses), toNativeData(data.test, numClasses), {
+    const result = await native.train(toNativeData(data.train, numClasses), toNativeData(data.test, numClasses), {
       ...settings,
       threads: settings.threads ?? 0,
       outDir,
@@ -80,9 +94,11 @@ export async function runTraining (native: NativeModel, o: Record<string, unknow
       resume: checkpoint !== undefined,
       expectedDataFingerprint: checkpoint?.dataFingerprint ?? '',
       freezeStages,
-      augment
+      augment,
+      ...(distributed !== undefined ? { distributed } : {})
     }, deliver)
-    return history.map((m) => epochMetrics({ ...m, testClasses, unseenClasses: unseen }))
+    const history = result.history.map((m) => epochMetrics({ ...m, testClasses, unseenClasses: unseen }))
+    return { history, ...(distributed !== undefined ? { distributed: { rank: result.rank, worldSize: result.worldSize, allReduceWaitSeconds: result.allReduceWaitSeconds } } : {}) }
   } catch (err) {
     if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR') {
       const outcome = afterAbort === 'kept'

@@ -46,6 +46,8 @@ export interface VersionInfo {
   threadsBasis: string
   /** True when the CPU computes bfloat16 natively (AVX512_BF16 or AMX), so `precision: 'bf16'` can run on it. */
   bf16: boolean
+  /** The back-ends of distributed training this build has (`'gloo'`, `'nccl'`); empty: none (`distributed` is refused). */
+  distributed: Array<'gloo' | 'nccl'>
 }
 
 let cachedPackageVersion: string | undefined
@@ -80,6 +82,7 @@ export function version (): VersionInfo {
     cpus: native.cpus,
     threads: native.threads,
     threadsBasis: native.threadsBasis,
-    bf16: native.bf16Cpu
+    bf16: native.bf16Cpu,
+    distributed: native.distributed.filter((b): b is 'gloo' | 'nccl' => b === 'gloo' || b === 'nccl')
   }
 }

@@ -64,7 +64,7 @@ check() {
   local log
   log=$(mktemp)
   if ! g++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -H \
-      -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS \
+      -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DUSE_C10D_GLOO -DSIAMESE_TORCH_C10D \
       -DNODE_ADDON_API_DISABLE_DEPRECATED -DNODE_API_NO_EXTERNAL_BUFFERS_ALLOWED -DSIAMESE_TORCH_LIBTORCH_SOURCE=system \
       -isystem "$node_api" -isystem "$addon_api" "$@" "$here/$source" 2>"$log"; then
     grep -v '^\.\+ \|^Multiple include guards\|^/' "$log" >&2 || true

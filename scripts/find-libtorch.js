@@ -105,6 +105,32 @@ function describe (cmakeDir, source, detail) {
   const abi = /-D_GLIBCXX_USE_CXX11_ABI=([01])/.exec(config)
   const cxxFlags = abi ? [`-D_GLIBCXX_USE_CXX11_ABI=${abi[1]}`] : []
 
+  // Distributed training (native/core/distributed.cc) needs c10d's headers and those of the
+  // libraries its back-ends wrap: Gloo's (Debian: libgloo-dev; bundled in some LibTorch trees)
+  // and, for NCCL, nccl.h (a CUDA toolkit's, or the nvidia-nccl wheel beside a Python torch).
+  const backends = []
+  const c10d = path.join(includeRoot, 'torch', 'csrc', 'distributed', 'c10d')
+  const headerDir = (name, dirs) => dirs.find((d) => fs.existsSync(path.join(d, name)))
+  // The compiler's own search path needs no -isystem (adding /usr/include breaks #include_next).
+  const addIncludeDir = (d) => {
+    if (!['/usr/include', '/usr/local/include'].includes(d) && !includeDirs.includes(d)) includeDirs.push(d)
+  }
+  const glooDir = fs.existsSync(path.join(c10d, 'ProcessGroupGloo.hpp')) &&
+    headerDir(path.join('gloo', 'algorithm.h'), [includeRoot, '/usr/include', '/usr/local/include'])
+  if (glooDir) {
+    backends.push('gloo')
+    cxxFlags.push('-DUSE_C10D_GLOO', '-DSIAMESE_TORCH_C10D')
+    addIncludeDir(glooDir)
+    const ncclDir = cuda && fs.existsSync(path.join(c10d, 'ProcessGroupNCCL.hpp')) &&
+      headerDir('nccl.h', [includeRoot, path.resolve(includeRoot, '..', '..', 'nvidia', 'nccl', 'include'),
+        '/usr/include', '/usr/local/cuda/include'])
+    if (ncclDir) {
+      backends.push('nccl')
+      cxxFlags.push('-DUSE_C10D_NCCL', '-DSIAMESE_TORCH_NCCL')
+      addIncludeDir(ncclDir)
+    }
+  }
+
   return {
     found: {
       source,
@@ -116,7 +142,9 @@ function describe (cmakeDir, source, detail) {
       libDir,
       libraries: cuda ? [...names, 'torch_cuda', 'c10_cuda'] : names,
       cxxFlags,
-      description: `LibTorch ${version}${cuda ? ' (CUDA)' : ' (CPU)'} from ${source} (${detail})`
+      distributed: backends,
+      description: `LibTorch ${version}${cuda ? ' (CUDA)' : ' (CPU)'} from ${source} (${detail}), ` +
+        (backends.length > 0 ? `distributed: ${backends.join(', ')}` : 'no distributed back-end')
     }
   }
 }

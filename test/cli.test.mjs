@@ -3,11 +3,10 @@ import t from 'tap'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { gzipSync } from 'node:zlib'
 import sharp from 'sharp'
 import { version } from 'siamese-torch'
 import { node } from './helpers/run.mjs'
-import { smallDigits } from './helpers/small-data.mjs'
+import { smallDigits, writeIdxFolder } from './helpers/small-data.mjs'
 
 const cli = (args, options) => node(['dist/cli.js', ...args], options)
 const scratch = mkdtempSync(join(tmpdir(), 'siamese-cli-'))
@@ -17,16 +16,7 @@ t.teardown(() => rmSync(scratch, { recursive: true, force: true }))
 const data = await smallDigits()
 const idxDir = join(scratch, 'tiny-idx')
 mkdirSync(idxDir)
-function writeSplit (set, images, labels) {
-  const head = Buffer.alloc(16)
-  head.writeUInt32BE(2051, 0); head.writeUInt32BE(set.count, 4); head.writeUInt32BE(28, 8); head.writeUInt32BE(28, 12)
-  writeFileSync(join(idxDir, images), gzipSync(Buffer.concat([head, Buffer.from(set.images)])))
-  const lab = Buffer.alloc(8)
-  lab.writeUInt32BE(2049, 0); lab.writeUInt32BE(set.count, 4)
-  writeFileSync(join(idxDir, labels), gzipSync(Buffer.concat([lab, Buffer.from(Uint8Array.from(set.labels))])))
-}
-writeSplit(data.train, 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz')
-writeSplit(data.test, 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+writeIdxFolder(idxDir, data)
 
 // PNGs of a few test digits, and a support folder of two classes.
 async function png (file, set, i) {

@@ -171,7 +171,7 @@ t.test('the resume state is read once, by loadModel, off the main thread', async
       augment: nativeAugment(false)
     }, () => {}).then(resolve, reject)
   })
-  t.same(history.map((h) => h.epoch), [2], 'the deleted file was not needed')
+  t.same(history.history.map((h) => h.epoch), [2], 'the deleted file was not needed')
   const left = data.test.images.subarray(0, 784 * 4)
   const right = data.test.images.subarray(784 * 4, 784 * 8)
   t.same([...await native.predictPairs(left, right, 4)], await reference.predict([0, 1, 2, 3].map((i) => left.subarray(i * 784, (i + 1) * 784)),

@@ -12,7 +12,7 @@ const found = findLibtorch().found
 t.test('version() reports what the linked LibTorch is', async (t) => {
   const v = version()
   t.same(Object.keys(v).sort(), [
-    'bf16', 'cpus', 'cuda', 'cudaBuild', 'cudaDevices', 'gpus', 'libtorch', 'libtorchLibrary', 'libtorchSource',
+    'bf16', 'cpus', 'cuda', 'cudaBuild', 'cudaDevices', 'distributed', 'gpus', 'libtorch', 'libtorchLibrary', 'libtorchSource',
     'siameseTorch', 'threads', 'threadsBasis'
   ])
   t.equal(v.siameseTorch, require('../package.json').version)
@@ -25,6 +25,7 @@ t.test('version() reports what the linked LibTorch is', async (t) => {
   t.ok(Number.isInteger(v.threads) && v.threads >= 1, `threads = ${v.threads}`)
   t.ok(Number.isInteger(v.cpus) && v.cpus >= 1, `cpus = ${v.cpus}`)
   t.type(v.bf16, 'boolean')
+  t.same(v.distributed, found.distributed, 'the distributed back-ends the finder found the headers of')
 })
 
 t.test('the ES module and CommonJS entry points share one implementation', async (t) => {

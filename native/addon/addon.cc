@@ -3,7 +3,11 @@
 // all in native/core.
 #include <napi.h>
 
+#include <sstream>
+#include <string>
+
 #include "../core/cpu_allocator.h"
+#include "../core/distributed.h"
 #include "../core/torch_info.h"
 #include "data.h"
 #include "errors.h"
@@ -62,6 +66,10 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
     out.Set("threads", torch.threads);
     out.Set("threadsBasis", torch.threadsBasis);
     out.Set("bf16Cpu", torch.bf16Cpu);
+    Napi::Array backends = Napi::Array::New(env);
+    std::istringstream names(core::distributedBackends());
+    for (std::string name; names >> name;) backends.Set(backends.Length(), name);
+    out.Set("distributed", backends);
     return out;
   });
 }

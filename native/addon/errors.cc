@@ -6,6 +6,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "../core/distributed.h"
 #include "../core/errors.h"
 #include "instance.h"
 
@@ -33,6 +34,8 @@ ErrorInfo describeCurrentException() {
     return {"ERR_UNSUPPORTED", e.what(), ""};
   } catch (const core::InvalidArgumentError& e) {
     return {"ERR_INVALID_ARG", e.what(), ""};
+  } catch (const core::DistributedError& e) {
+    return {"ERR_DISTRIBUTED", e.what(), ""};
   } catch (const c10::OutOfMemoryError& e) {
     return {"ERR_TORCH_OOM", e.what_without_backtrace(), ""};
   } catch (const c10::Error& e) {

@@ -696,6 +696,20 @@ Napi::Value ModelWrap::Train(const Napi::CallbackInfo& info) {
     c.cudaGraph = o.Get("cudaGraph").ToBoolean();
     if (c.cudaGraph) core::checkCudaGraphs(model->device());  // refused at once, not on the training thread
     c.expectedDataFingerprint = str(o, "expectedDataFingerprint");
+    if (o.Get("distributed").IsObject()) {
+      // Checked in lib/ (options.ts, resolveDistributed); the meeting happens on the training thread.
+      const Napi::Object d = o.Get("distributed").As<Napi::Object>();
+      core::DistributedConfig dc;
+      dc.rank = static_cast<int>(num(d, "rank"));
+      dc.worldSize = static_cast<int>(num(d, "worldSize"));
+      dc.masterAddr = str(d, "masterAddr");
+      dc.masterPort = static_cast<int>(num(d, "masterPort"));
+      dc.agentStore = d.Get("agentStore").ToBoolean();
+      dc.backend = str(d, "backend");
+      dc.timeout = std::chrono::milliseconds(static_cast<int64_t>(num(d, "timeoutMs")));
+      dc.runId = str(d, "runId");
+      c.distributed = dc;
+    }
     job->startEpoch = static_cast<int64_t>(num(o, "startEpoch"));
     if (o.Get("resume").ToBoolean()) {
       // The optimiser state loadModel kept: a model resumes once, from the checkpoint it came from.
@@ -739,7 +753,12 @@ void ModelWrap::finishTraining(TrainingJob* job) {
       Napi::Array history = Napi::Array::New(env, job->outcome.history.size());
       for (size_t i = 0; i < job->outcome.history.size(); ++i)
         history.Set(static_cast<uint32_t>(i), metricsToJs(env, job->outcome.history[i]));
-      job->deferred->Resolve(history);
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("history", history);
+      result.Set("rank", job->outcome.rank);
+      result.Set("worldSize", job->outcome.worldSize);
+      result.Set("allReduceWaitSeconds", job->outcome.allReduceWaitSeconds);
+      job->deferred->Resolve(result);
     }
   } catch (...) {
   }

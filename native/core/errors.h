@@ -1,6 +1,6 @@
 // Exceptions that native/core throws on purpose. The addon maps them to stable error codes:
 // BadFileError -> ERR_BAD_FILE (with the path), InvalidArgumentError -> ERR_INVALID_ARG,
-// UnsupportedError -> ERR_UNSUPPORTED.
+// UnsupportedError -> ERR_UNSUPPORTED; DistributedError (distributed.h) -> ERR_DISTRIBUTED.
 #pragma once
 
 #include <stdexcept>

@@ -199,19 +199,29 @@ struct EpochPlan {
   int64_t batches = 0;
 };
 
-// What one optimiser step did.
+// What one optimiser step did (over every rank in a distributed run).
 struct StepResult {
-  torch::Tensor loss;
+  double loss = 0;
   int64_t pairs = 0;  // labelled pairs trained on
   int64_t right = 0;  // of which decided right
+  bool stop = false;  // a rank was asked to stop: every rank stops after this step
 };
+
+// The figures a distributed step sums over the ranks beside its gradients (GradientAllReduce).
+enum StepFigure : int64_t { kLossFigure, kRightFigure, kPairsFigure, kStopFigure, kStepFigures };
 
 class Trainer {
  public:
-  Trainer(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c, const TrainHooks& hooks)
+  Trainer(Model& model, const ImageData& train, const ImageData& test, const TrainConfig& c, const TrainHooks& hooks,
+          Group* group)
       : model_(model),
         c_(c),
         hooks_(hooks),
+        group_(group),
+        rank_(group != nullptr ? group->rank() : 0),
+        worldSize_(group != nullptr ? group->worldSize() : 1),
+        writes_(!c.outDir.empty() && rank_ == 0),
+        reports_(rank_ == 0),
         device_(model.device()),
         norm_(model.config().norm),
         mined_(model.loss() == Loss::Triplet && c.mining != Mining::None),
@@ -230,21 +240,33 @@ class Trainer {
       classesPerBatch_ = std::min(eligible, 16);
       imagesPerClass_ = static_cast<int>(std::max<int64_t>(2, c.batchSize / std::max(classesPerBatch_, 1)));
     }
+    if (group_ != nullptr) joinRanks();
   }
 
   TrainOutcome run(int64_t startEpoch, const OptimizerSnapshot* resume) {
     optimizer_ = makeOptimizer(model_, c_);
     if (resume != nullptr) restore(model_, *optimizer_, c_.optimizer, *resume);
-    if (!c_.outDir.empty()) std::filesystem::create_directories(c_.outDir);
+    if (writes_) std::filesystem::create_directories(c_.outDir);
     TrainingLayout layout(model_, c_.freezeStages);
     TrainOutcome outcome;
+    outcome.rank = rank_;
+    outcome.worldSize = worldSize_;
+    if (group_ != nullptr) {
+      std::vector<torch::Tensor> trained;
+      for (const auto& parameter : model_.net()->parameters()) {
+        if (parameter.requires_grad()) trained.push_back(parameter);
+      }
+      sync_ = std::make_unique<GradientAllReduce>(*group_, trained);
+    }
     for (int64_t epoch = startEpoch + 1; epoch <= c_.epochs; ++epoch) {
-      if (!runEpoch(epoch, outcome)) {
+      const bool completed = runEpoch(epoch, outcome);
+      if (sync_ != nullptr) outcome.allReduceWaitSeconds += sync_->takeWaitSeconds();
+      if (!completed) {
         outcome.stopped = true;
         return outcome;
       }
     }
-    if (!c_.outDir.empty()) {
+    if (writes_) {
       const std::string path = (std::filesystem::path(c_.outDir) / "model.safetensors").string();
       saveModelFile(model_, path, {{"epoch", std::to_string(c_.epochs)}});
       if (hooks_.onFile) hooks_.onFile("model", path);
@@ -257,21 +279,25 @@ class Trainer {
   bool runEpoch(int64_t epoch, TrainOutcome& outcome) {
     const auto started = Clock::now();
     const EpochPlan plan = planEpoch(epoch);
-    augmentRng_ = Rng(c_.seed ^ kAugmentStream, static_cast<uint64_t>(epoch - 1));
+    // Each rank of a distributed run draws its own images' augmentation from its own stream.
+    augmentRng_ = Rng(c_.seed ^ kAugmentStream, static_cast<uint64_t>((epoch - 1) * worldSize_ + rank_));
     double lossSum = 0;
     int64_t pairsDone = 0;
     int64_t pairsRight = 0;
     auto lastReport = Clock::now();
     for (int64_t b = 0; b < plan.batches; ++b) {
-      if (hooks_.stop != nullptr && hooks_.stop->load()) return false;
+      // A distributed run stops after the step in which any rank was asked to (every rank must
+      // take part in every step); one process stops before the next.
+      if (group_ == nullptr && stopAsked()) return false;
       const double lr = setLr((epoch - 1) * plan.batches + b, plan.batches);
-      const StepResult step = trainStep(plan, b);
-      lossSum += step.loss.item<double>();
+      const StepResult step = group_ != nullptr ? distributedStep(plan, b) : trainStep(plan, b);
+      lossSum += step.loss;
       pairsDone += step.pairs;
       pairsRight += step.right;
-      if (hooks_.onBatch && (secondsSince(lastReport) >= 0.1 || b + 1 == plan.batches)) {
+      if (step.stop) return false;
+      if (reports_ && hooks_.onBatch && (secondsSince(lastReport) >= 0.1 || b + 1 == plan.batches)) {
         lastReport = Clock::now();
-        reportBatch(epoch, b, plan.batches, step.loss.item<double>(), lr, pairsDone, started);
+        reportBatch(epoch, b, plan.batches, step.loss, lr, pairsDone, started);
       }
     }
     const double trainSeconds = secondsSince(started);
@@ -295,10 +321,12 @@ class Trainer {
     metrics.pairsPerSecond = static_cast<double>(pairsDone) / std::max(trainSeconds, 1e-9);
     model_.setMetadata({{"metrics", metricsJson(metrics)}});
     outcome.history.push_back(metrics);
-    if (hooks_.onEpoch) hooks_.onEpoch(metrics);
-    if (!c_.outDir.empty() && c_.saveEvery > 0 && epoch % c_.saveEvery == 0) checkpoint(epoch);
+    if (reports_ && hooks_.onEpoch) hooks_.onEpoch(metrics);
+    if (writes_ && c_.saveEvery > 0 && epoch % c_.saveEvery == 0) checkpoint(epoch);
     return true;
   }
+
+  bool stopAsked() const { return hooks_.stop != nullptr && hooks_.stop->load(); }
 
   // The learning rate of the run's step `step` (0-based over the whole run), set on every parameter
   // group. The step count comes from the epoch and the batch alone (every epoch of a run has the
@@ -344,27 +372,127 @@ class Trainer {
       const auto indices = torch::tensor(std::vector<int64_t>(begin, begin + per), torch::kLong).to(device_);
       const auto embeddings = embedBatch(batchImages(indices));
       const auto labels = trainLabels_.index_select(0, indices);
-      r.loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
+      const auto loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
+      r.loss = loss.item<double>();
       r.pairs = 2 * per;
       r.right = 2 * hardestOrderedRight(embeddings.detach(), labels);
       dropGradients();
-      r.loss.backward();
+      loss.backward();
     } else {
       const size_t begin = static_cast<size_t>(b * c_.batchSize);
       const size_t end = std::min(plan.triplets.size(), begin + static_cast<size_t>(c_.batchSize));
       const auto images = batchImages(tripletIndices(plan.triplets, plan.order, begin, end).to(device_));
       const std::vector<torch::Tensor> out = graph_ != nullptr ? graphedTripletStep(images) : eagerTripletStep(images);
-      r.loss = out[0];
+      r.loss = out[0].item<double>();
       r.pairs = 2 * static_cast<int64_t>(end - begin);
       r.right = out[1].item<int64_t>();
     }
+    optimizerStep(wholeStep);
+    return r;
+  }
+
+  void optimizerStep(std::unique_lock<std::mutex>& wholeStep) {
     if (wholeStep.owns_lock()) {
       optimizer_->step();
     } else {
       std::lock_guard<std::mutex> lock(model_.weightsMutex());
       optimizer_->step();
     }
+  }
+
+  // ---- distributed runs ----
+
+  // Before the first step: the ranks agree on the batches' shares, and every rank takes rank 0's
+  // weights (and BatchNorm statistics), so that all start from the same model.
+  void joinRanks() {
+    const int64_t batch = mined_ ? static_cast<int64_t>(classesPerBatch_) * imagesPerClass_ : c_.batchSize;
+    if (batch < worldSize_) {
+      throw InvalidArgumentError("a batch of " + std::to_string(batch) + " cannot be shared by " +
+                                 std::to_string(worldSize_) + " ranks: use a batch size of at least the world size");
+    }
+    torch::NoGradGuard noGrad;
+    std::vector<torch::Tensor> state;
+    for (const auto& p : model_.net()->parameters()) state.push_back(p);
+    for (const auto& b : model_.net()->buffers()) state.push_back(b);
+    std::vector<torch::Tensor> flat{torch::cat([&] {
+      std::vector<torch::Tensor> parts;
+      for (const auto& t : state) parts.push_back(t.reshape(-1).to(torch::kFloat));
+      return parts;
+    }())};
+    group_->broadcast(flat);
+    std::lock_guard<std::mutex> lock(model_.weightsMutex());
+    int64_t offset = 0;
+    for (auto& t : state) {
+      t.copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+
+  // One step of a distributed run: this rank's share of batch b, its gradients summed with the
+  // other ranks' (each scaled by its share of the batch: the sum is the whole batch's mean), then
+  // the same optimiser step on every rank.
+  StepResult distributedStep(const EpochPlan& plan, int64_t b) {
+    model_.useThreads();
+    std::unique_lock<std::mutex> wholeStep(model_.weightsMutex(), std::defer_lock);
+    if (model_.net()->hasBatchNorm()) wholeStep.lock();
+    dropGradients();
+    auto figures = torch::zeros({kStepFigures}, torch::kDouble);
+    double scale = 1;
+    torch::Tensor loss;
+    if (mined_) {
+      loss = minedSharedStep(plan, b, figures);
+    } else {
+      const int64_t begin = b * c_.batchSize;
+      const int64_t n = std::min<int64_t>(static_cast<int64_t>(plan.triplets.size()) - begin, c_.batchSize);
+      const auto [lo, hi] = shareOf(n, rank_, worldSize_);
+      scale = static_cast<double>(hi - lo) / static_cast<double>(n);
+      if (hi > lo) {
+        const auto images = batchImages(
+            tripletIndices(plan.triplets, plan.order, static_cast<size_t>(begin + lo), static_cast<size_t>(begin + hi))
+                .to(device_));
+        const auto parts = embedBatch(images).chunk(3);
+        loss = tripletLoss(model_, parts[0], parts[1], parts[2]);
+        const auto right = pairsDecidedRight(model_, parts[0].detach(), parts[1].detach(), parts[2].detach());
+        figures[kLossFigure] = loss.item<double>() * scale;
+        figures[kRightFigure] = static_cast<double>(right.item<int64_t>());
+        figures[kPairsFigure] = static_cast<double>(2 * (hi - lo));
+      }
+    }
+    figures[kStopFigure] = stopAsked() ? 1.0 : 0.0;
+    sync_->begin(scale, figures);
+    if (loss.defined()) loss.backward();
+    const auto summed = sync_->finish();
+    optimizerStep(wholeStep);
+    StepResult r;
+    r.loss = summed[kLossFigure].item<double>();
+    r.right = std::llround(summed[kRightFigure].item<double>());
+    r.pairs = std::llround(summed[kPairsFigure].item<double>());
+    r.stop = summed[kStopFigure].item<double>() > 0;
     return r;
+  }
+
+  // A mined batch shared by the ranks: each embeds its share, the embeddings are gathered so that
+  // mining sees the whole batch (as one process would), and each rank's backward pass reaches its
+  // own share's embeddings only; the gradients' sum is the whole batch's. Every rank computes the
+  // same loss: rank 0 alone counts it in the figures.
+  torch::Tensor minedSharedStep(const EpochPlan& plan, int64_t b, torch::Tensor& figures) {
+    const int64_t per = classesPerBatch_ * imagesPerClass_;
+    const auto batch =
+        torch::tensor(std::vector<int64_t>(plan.mined.begin() + b * per, plan.mined.begin() + (b + 1) * per),
+                      torch::kLong)
+            .to(device_);
+    const auto [lo, hi] = shareOf(per, rank_, worldSize_);
+    const auto local = embedBatch(batchImages(batch.slice(0, lo, hi)));
+    const auto gathered = group_->allGather(local.detach());
+    const auto embeddings = torch::cat({gathered.slice(0, 0, lo), local, gathered.slice(0, hi)});
+    const auto labels = trainLabels_.index_select(0, batch);
+    auto loss = minedTripletLoss(embeddings, labels, model_.config().margin, c_.mining);
+    if (rank_ == 0) {
+      figures[kLossFigure] = loss.item<double>();
+      figures[kRightFigure] = static_cast<double>(2 * hardestOrderedRight(embeddings.detach(), labels));
+      figures[kPairsFigure] = static_cast<double>(2 * per);
+    }
+    return loss;
   }
 
   // Gradients dropped rather than zeroed: the backward pass then writes them fresh instead of
@@ -446,12 +574,22 @@ class Trainer {
   // distance model takes the best threshold as its decision threshold.
   PairMetrics evaluate() {
     model_.useForTraining(false);
-    const torch::Tensor embeddings = model_.embedImages(testImages_);
+    const torch::Tensor embeddings = group_ != nullptr ? sharedTestEmbeddings() : model_.embedImages(testImages_);
     releaseIdleCpuMemory();  // the embedding batches' buffers: the pairs' are of other sizes
     const PairMetrics m = evaluatePairs(model_, embeddings, testTriplets_);
     model_.useForTraining(true);
     if (model_.loss() != Loss::PairCE) model_.setThreshold(m.threshold);
     return m;
+  }
+
+  // A distributed run's test embeddings: each rank embeds its share of the test images, and every
+  // rank gathers them all (the metrics and the threshold are then the same on every rank).
+  torch::Tensor sharedTestEmbeddings() {
+    const auto [lo, hi] = shareOf(testImages_.size(0), rank_, worldSize_);
+    const torch::Tensor local =
+        hi > lo ? model_.embedImages(testImages_.slice(0, lo, hi))
+                : torch::empty({0, model_.shape().embeddingSize}, torch::TensorOptions().device(device_));
+    return group_->allGather(local);
   }
 
   void checkpoint(int64_t epoch) {
@@ -464,6 +602,11 @@ class Trainer {
   Model& model_;
   const TrainConfig& c_;
   const TrainHooks& hooks_;
+  Group* const group_;  // none: this process alone
+  const int rank_;
+  const int worldSize_;
+  const bool writes_;   // checkpoints and the final model: rank 0's
+  const bool reports_;  // progress: rank 0's
   const torch::Device device_;
   const Normalization norm_;
   const bool mined_;
@@ -478,6 +621,8 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   // The captured triplet step (cudaGraph); mined batches run eagerly.
   std::unique_ptr<GraphedStep> graph_;
+  // The gradients' sum over the ranks (distributed runs).
+  std::unique_ptr<GradientAllReduce> sync_;
   Rng augmentRng_{0};
 };
 
@@ -491,6 +636,31 @@ double scheduledLr(LrSchedule schedule, double lr, int64_t step, int64_t totalSt
       static_cast<double>(step - warmupSteps) / static_cast<double>(std::max<int64_t>(1, totalSteps - warmupSteps));
   return lr * 0.5 * (1.0 + std::cos(kPi * std::min(progress, 1.0)));
 }
+
+namespace {
+
+// What every rank of a distributed run must agree on: the model, the settings, the data, where it
+// starts (distributed.h, joinGroup). One "name=value" a line.
+std::string handshake(Model& model, const TrainConfig& c, const std::string& dataFingerprint, int64_t startEpoch) {
+  std::ostringstream out;
+  int64_t numbers = 0;
+  for (const auto& p : model.net()->parameters()) numbers += p.numel();
+  out << "model=" << choiceName(model.shape().tower) << " " << choiceName(model.loss()) << ", " << numbers
+      << " parameters\n";
+  out << "device=" << model.device().type() << "\n";
+  out << "data=" << dataFingerprint << "\n";
+  out << "start epoch=" << startEpoch << "\n";
+  out << "epochs=" << c.epochs << "\nbatch size=" << c.batchSize << "\nseed=" << c.seed << "\n";
+  out << "pairs=" << choiceName(c.pairs) << "\nmining=" << choiceName(c.mining) << "\n";
+  out << "optimizer=" << choiceName(c.optimizer) << "\nlr=" << jsonNumber(c.lr)
+      << "\nlr schedule=" << choiceName(c.lrSchedule) << "\nwarmup=" << jsonNumber(c.warmup)
+      << "\nweight decay=" << jsonNumber(c.weightDecay) << "\nmomentum=" << jsonNumber(c.momentum) << "\n";
+  out << "precision=" << choiceName(c.precision.value_or(model.precision())) << "\n";
+  out << "freeze stages=" << c.freezeStages << "\nsave every=" << c.saveEvery << "\n";
+  return out.str();
+}
+
+}  // namespace
 
 std::string metricsJson(const EpochMetrics& m) {
   return "{\"epoch\":" + std::to_string(m.epoch) + ",\"trainLoss\":" + jsonNumber(m.trainLoss) +
@@ -517,7 +687,12 @@ TrainOutcome trainModel(Model& model, const ImageData& train, const ImageData& t
   model.setMetadata({{"data_fingerprint", fingerprint}});
   // cuDNN autotuning: the batch shape is fixed, so the fastest algorithm found once is reused.
   if (model.device().is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  Trainer trainer(model, train, test, c, hooks);
+  std::unique_ptr<Group> group;
+  if (c.distributed.has_value() && c.distributed->worldSize > 1) {
+    if (c.cudaGraph) throw UnsupportedError("cudaGraph is not supported in distributed training yet");
+    group = joinGroup(*c.distributed, model.device(), handshake(model, c, fingerprint, startEpoch));
+  }
+  Trainer trainer(model, train, test, c, hooks, group.get());
   return trainer.run(startEpoch, resume);
 }
 

@@ -15,6 +15,7 @@
 #include "augment.h"
 #include "contract.h"
 #include "dataset.h"
+#include "distributed.h"
 #include "model.h"
 #include "model_file.h"
 
@@ -46,6 +47,11 @@ struct TrainConfig {
   bool cudaGraph = false;
   // A resume's check that the data is the checkpoint's (dataFingerprint); empty: none.
   std::string expectedDataFingerprint;
+  // Data-parallel training with other processes (distributed.h); none: this process alone. Every
+  // rank trains on its share of each batch of the one-process run (the batch size is global),
+  // from rank 0's initial weights; the gradients are summed over the ranks at every step, so
+  // every rank holds the same weights. Only rank 0 reports progress and writes files.
+  std::optional<DistributedConfig> distributed;
 };
 
 struct BatchProgress {
@@ -90,7 +96,12 @@ struct TrainHooks {
 
 struct TrainOutcome {
   std::vector<EpochMetrics> history;
-  bool stopped = false;  // asked to stop: the weights are those of the last completed step
+  bool stopped = false;  // asked to stop (on any rank): the weights are those of the last completed step
+  // Distributed runs: this process's rank and the world size (0 and 1 alone), and the seconds the
+  // steps waited for their gradients' all-reduce after the backward pass.
+  int rank = 0;
+  int worldSize = 1;
+  double allReduceWaitSeconds = 0;
 };
 
 // Trains epochs [startEpoch + 1, config.epochs]. `resume` restores the optimiser state of a

@@ -16,6 +16,7 @@
 #include "../core/cpu_allocator.h"
 #include "../core/cpus.h"
 #include "../core/dataset.h"
+#include "../core/distributed.h"
 #include "../core/errors.h"
 #include "../core/evaluate.h"
 #include "../core/inference.h"
@@ -808,6 +809,85 @@ void testMetricsJson() {
   check(j.find("epoch")->integer == 2 && j.find("testAccuracy")->number == 0.9375, "metricsJson: the values");
 }
 
+// A group of two ranks as seen from one, the other holding the same values: every sum doubles.
+class MirroredGroup final : public Group {
+ public:
+  int rank() const override { return 0; }
+  int worldSize() const override { return 2; }
+  std::string backend() const override { return "mirror"; }
+  std::function<void()> allReduceSum(torch::Tensor tensor) override {
+    ++reductions;
+    return [tensor]() mutable { tensor.mul_(2); };
+  }
+  void broadcast(std::vector<torch::Tensor>&) override {}
+  torch::Tensor allGather(const torch::Tensor& local) override { return torch::cat({local, local}); }
+  int reductions = 0;
+};
+
+void testDistributedShares() {
+  // Shares are contiguous, in rank order, differ by one at most, and cover [0, n).
+  for (int64_t n : {0, 1, 5, 64, 65, 1000}) {
+    for (int world : {1, 2, 3, 7}) {
+      int64_t next = 0;
+      int64_t smallest = n;
+      int64_t largest = 0;
+      for (int r = 0; r < world; ++r) {
+        const auto [begin, end] = shareOf(n, r, world);
+        check(begin == next, "shareOf: contiguous");
+        smallest = std::min(smallest, end - begin);
+        largest = std::max(largest, end - begin);
+        next = end;
+      }
+      check(next == n && largest - smallest <= 1, "shareOf: covers [0, n) evenly");
+    }
+  }
+
+  // GradientAllReduce: each gradient scaled, summed (here: doubled), written back, in several
+  // buckets, channels-last gradients included; figures summed alongside.
+  torch::manual_seed(0);
+  auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3));
+  auto linear = torch::nn::Linear(8 * 6 * 6, 4);
+  conv->weight.set_data(conv->weight.contiguous(torch::MemoryFormat::ChannelsLast));
+  std::vector<torch::Tensor> parameters = conv->parameters();
+  for (const auto& p : linear->parameters()) parameters.push_back(p);
+  const auto input = torch::randn({5, 3, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto loss = [&] { return linear->forward(conv->forward(input).relu().flatten(1)).pow(2).mean(); };
+  loss().backward();
+  std::vector<torch::Tensor> expected;
+  for (auto& p : parameters) {
+    expected.push_back(p.grad().clone());
+    p.mutable_grad().reset();
+  }
+  MirroredGroup group;
+  {
+    GradientAllReduce sync(group, parameters, /*bucketBytes=*/1024, /*firstBucketBytes=*/512);
+    for (int step = 0; step < 2; ++step) {
+      for (auto& p : parameters) p.mutable_grad().reset();
+      group.reductions = 0;
+      sync.begin(0.5, torch::tensor({1.5, 2.0}, torch::kDouble));
+      loss().backward();
+      const auto figures = sync.finish();
+      check(figures[0].item<double>() == 3.0 && figures[1].item<double>() == 4.0, "GradientAllReduce: figures summed");
+      check(group.reductions > 2, "GradientAllReduce: several buckets (" + std::to_string(group.reductions) + ")");
+      for (size_t i = 0; i < parameters.size(); ++i) {
+        check(torch::allclose(parameters[i].grad(), expected[i], 1e-6, 1e-7),
+              "GradientAllReduce: gradient " + std::to_string(i));
+      }
+    }
+    // A rank with no share of a batch runs no backward pass: its expected gradients are zeros in
+    // the sum, and it receives the sum.
+    for (auto& p : parameters) p.mutable_grad().reset();
+    sync.begin(0.0, torch::zeros({2}, torch::kDouble));
+    sync.finish();
+    for (const auto& p : parameters)
+      check(p.grad().defined() && p.grad().abs().sum().item<double>() == 0, "GradientAllReduce: empty share");
+  }
+  // Destroyed, the hooks are gone: a backward pass just accumulates.
+  for (auto& p : parameters) p.mutable_grad().reset();
+  loss().backward();
+  check(torch::allclose(parameters[0].grad(), expected[0], 1e-6, 1e-7), "GradientAllReduce: hooks removed");
+}
+
 void testLrSchedule() {
   const double lr = 0.002;
   const auto near = [](double a, double b) { return std::abs(a - b) <= 1e-15; };
@@ -956,5 +1036,6 @@ int main() {
   testRetrievalMetrics();
   testCachingAllocator();
   testLrSchedule();
+  testDistributedShares();
   return siamese::test::summary();
 }
