@@ -370,6 +370,11 @@ struct GradientAllReduce::Impl {
     // filled in that order. One dtype and device a bucket.
     parameters.assign(trained.rbegin(), trained.rend());
     slots.resize(parameters.size());
+    if (bucketBytes <= 0) {
+      int64_t total = 0;
+      for (const auto& p : parameters) total += p.numel() * p.element_size();
+      bucketBytes = std::clamp<int64_t>(total / kBucketsWanted, kMinBucketBytes, kMaxBucketBytes);
+    }
     int64_t bucketSize = 0;
     for (size_t i = 0; i < parameters.size(); ++i) {
       const auto& p = parameters[i];
