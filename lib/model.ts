@@ -12,6 +12,7 @@ import { DIGITS } from './datasets/embedded.js'
 import { imageBytes } from './datasets/native-pixels.js'
 import { alphabetsOf, presentClasses } from './datasets/splits.js'
 import type { DataSplit, LabelledImages } from './datasets/types.js'
+import { resolveDistributed } from './distributed.js'
 import { SiameseTorchError, callSite, rethrowAtCallSite } from './errors.js'
 import { toPixels, type ImageInput } from './inputs.js'
 import {
@@ -595,8 +596,23 @@ export async function train (options: TrainOptions = {}): Promise<TrainingResult
 }
 
 /** train() without resume: every option checked, the data read, a model of its size built, then trained. */
+/**
+ * The device of a distributed run's rank: a GPU asked for without an index ('auto', 'cuda') is the
+ * rank's own, `cuda:<LOCAL_RANK mod the GPUs>`, as torchrun users pin theirs (NCCL refuses two
+ * ranks on one GPU). Any other device, or a run in one process, is left as it is.
+ */
+function rankDevice (device: unknown, o: Record<string, unknown>): unknown {
+  if (o['distributed'] === undefined || o['distributed'] === false) return device
+  if (device !== undefined && device !== 'auto' && device !== 'cuda') return device
+  const gpus = binding().version().cudaDevices.length
+  if (gpus === 0) return device
+  const distributed = resolveDistributed(o['distributed'])
+  const localRank = Number(process.env['LOCAL_RANK'] ?? distributed?.rank ?? 0)
+  return `cuda:${(Number.isInteger(localRank) ? localRank : 0) % gpus}`
+}
+
 async function trainNew (o: Record<string, unknown>): Promise<TrainingResult & { model: SiameseModel }> {
-  const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, o[key]]))
+  const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, key === 'device' ? rankDevice(o[key], o) : o[key]]))
   checkModelOptions(building) // before the data is read
   const settings = resolveTrainingSettings(o, undefined)
   const fit = resolveFit(o, undefined)
@@ -620,7 +636,7 @@ async function resume (o: Record<string, unknown>): Promise<TrainingResult & { m
     if (o[key] !== undefined) throw invalidArg(key, `no ${key} with resume (the checkpoint's model goes on as it was built)`, o[key])
   }
   const path = resolve(nonEmptyString(o['resume'], 'resume'))
-  const device = read(modelSettings.device, o['device'], 'device')
+  const device = read(modelSettings.device, rankDevice(o['device'], o), 'device')
   const threads = read(trainingSettings.threads, o['threads'], 'threads') ?? 0
   const { model: native, checkpoint } = await binding().loadModel(path, device, threads, true)
   const model = wrapNative(native)

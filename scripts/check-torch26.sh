@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Compiles every native source (-fsyntax-only, -Wall -Wextra -Werror) against LibTorch 2.6 headers
 # from Debian 13 (trixie): once against libtorch-dev (CPU) and once against libtorch-cuda-dev with
-# SIAMESE_TORCH_CUDA on and the CUDA toolkit headers. GPU machines run torch 2.x; this keeps our
-# code valid there although this machine has LibTorch 1.13.
+# SIAMESE_TORCH_CUDA on and the CUDA toolkit headers. Both with c10d's distributed code on (Gloo's
+# headers: this system's libgloo-dev), the CUDA one with its NCCL back-end too (libnccl-dev's
+# nccl.h). GPU machines run torch 2.x; this keeps our code valid there although this machine has
+# LibTorch 1.13.
 #
 # The packages are downloaded with apt-get download into a private apt state (the system's apt
 # configuration is not touched) and unpacked with dpkg -x into a cache folder: never installed,
@@ -12,7 +14,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SIAMESE_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/siamese-torch}/torch26
-packages=(libtorch-dev libtorch-cuda-dev nvidia-cuda-dev libcu++-dev)
+packages=(libtorch-dev libtorch-cuda-dev nvidia-cuda-dev libcu++-dev libnccl-dev)
 
 # The Debian mirror this machine already uses, so that nothing new is named here.
 debian_mirror() {
@@ -47,11 +49,17 @@ fetch_headers() {
   dpkg -x "$debs"/libcu++-dev_*.deb "$cache/cuda-toolkit"
   # nvidia-cuda-dev is 900 MB of libraries; only its headers are needed.
   dpkg-deb --fsys-tarfile "$debs"/nvidia-cuda-dev_*.deb | tar -x -C "$cache/cuda-toolkit" --wildcards './usr/include/*'
+  # libnccl-dev likewise (110 MB): nccl.h, for c10d's NCCL back-end (native/core/distributed.cc).
+  mkdir -p "$cache/nccl"
+  dpkg-deb --fsys-tarfile "$debs"/libnccl-dev_*.deb | tar -x -C "$cache/nccl" --wildcards './usr/include/*'
   (cd "$debs" && ls) > "$cache/stamp"
   rm -rf "$debs" "$apt"
 }
 
-[ -f "$cache/stamp" ] || fetch_headers
+# A cache from before a package joined the list is fetched again.
+if [ ! -f "$cache/stamp" ] || ! (for p in "${packages[@]}"; do grep -q "^${p}_" "$cache/stamp" || exit 1; done); then
+  fetch_headers
+fi
 
 node_api=$(cd "$here" && node -p "require('node-api-headers').include_dir")
 addon_api=$(cd "$here" && node -p "require('node-addon-api').include_dir")
@@ -93,8 +101,9 @@ for source in "${sources[@]}"; do
     if [ "$flavour" = cpu ]; then
       ( check "torch 2.6 cpu " "$source" -isystem "$cpu" -isystem "$cpu/torch/csrc/api/include" || echo "$source cpu" >> "$failures" ) &
     else
-      ( check "torch 2.6 cuda" "$source" -DSIAMESE_TORCH_CUDA -isystem "$cuda" -isystem "$cuda/torch/csrc/api/include" \
-          -isystem "$cache/cuda-toolkit/usr/include" || echo "$source cuda" >> "$failures" ) &
+      ( check "torch 2.6 cuda" "$source" -DSIAMESE_TORCH_CUDA -DUSE_C10D_NCCL -DSIAMESE_TORCH_NCCL -isystem "$cuda" \
+          -isystem "$cuda/torch/csrc/api/include" -isystem "$cache/cuda-toolkit/usr/include" -isystem "$cache/nccl/usr/include" \
+          || echo "$source cuda" >> "$failures" ) &
     fi
   done
 done

@@ -21,6 +21,14 @@ t.teardown(() => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
+// A tiny IDX data set on disk, as a user passes with --data.
+const data = await smallDigits()
+const idxDir = join(scratch, 'tiny-idx')
+mkdirSync(idxDir)
+writeIdxFolder(idxDir, data)
+const cliArgs = (out, ...more) => ['dist/cli.js', 'train', '--data', idxDir, '--epochs', '2', '--seed', '3', '--out', out, '--json', '--dist-timeout', '20', ...more]
+const lastLine = (stdout) => JSON.parse(stdout.trim().split('\n').at(-1))
+
 const gloo = version().distributed.includes('gloo')
 const env = { ...process.env, NODE_OPTIONS: '' }
 for (const key of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_USE_AGENT_STORE']) delete env[key]
@@ -145,14 +153,6 @@ t.test('start-up failures are clear, and come within the timeout', { skip: !gloo
 
 // ---- the command line: torchrun, the built-in launcher, faults ----
 
-// A tiny IDX data set on disk, as a user passes with --data.
-const data = await smallDigits()
-const idxDir = join(scratch, 'tiny-idx')
-mkdirSync(idxDir)
-writeIdxFolder(idxDir, data)
-const cliArgs = (out, ...more) => ['dist/cli.js', 'train', '--data', idxDir, '--epochs', '2', '--seed', '3', '--out', out, '--json', '--dist-timeout', '20', ...more]
-const lastLine = (stdout) => JSON.parse(stdout.trim().split('\n').at(-1))
-
 t.test('the built-in launcher: --nproc 2 runs two ranks, and rank 0 alone speaks and writes', { skip: !gloo && 'no Gloo' }, async (t) => {
   const out = join(scratch, 'nproc')
   const r = await bounded(process.execPath, cliArgs(out, '--nproc', '2')).done
@@ -163,6 +163,24 @@ t.test('the built-in launcher: --nproc 2 runs two ranks, and rank 0 alone speaks
   t.ok(existsSync(join(out, 'model.safetensors')))
   t.ok(existsSync(join(out, 'checkpoint-epoch-2.safetensors')))
   writeFileSync(join(scratch, 'nproc-history.json'), JSON.stringify(lines.at(-1).history))
+})
+
+t.test('Ctrl-C to the launcher stops every rank after the same step, and rank 0 says how to continue', { skip: !gloo && 'no Gloo' }, async (t) => {
+  const out = join(scratch, 'interrupted')
+  let sent = false
+  const r = await bounded(process.execPath, cliArgs(out, '--epochs', '20', '--save-every', '1', '--nproc', '2'), {
+    onStdout: (stdout, child) => {
+      if (!sent && stdout.includes('"kind":"checkpoint"')) {
+        sent = true
+        child.kill('SIGINT')
+      }
+    }
+  }).done
+  t.equal(r.code, 130, r.stderr)
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  t.equal(lines.filter((l) => l.type === 'stopped').length, 1, 'one rank speaks')
+  t.equal(lines.at(-1).lastCheckpoint, join(out, 'checkpoint-epoch-1.safetensors'))
+  t.equal(r.stderr, '', 'no rank reports an error')
 })
 
 const torchrun = spawnSync('torchrun', ['--help'], { encoding: 'utf8' })

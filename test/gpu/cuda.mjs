@@ -91,6 +91,27 @@ test('the training step captured as a CUDA graph trains as the eager one does', 
   reference.model.dispose()
 })
 
+test('two ranks on the GPU (Gloo on CUDA tensors) end with the weights of one process', { skip: !onGpu || !version().distributed.includes('gloo') }, async () => {
+  // One GPU: NCCL refuses two ranks on it, so the ranks sum over Gloo, which takes CUDA tensors.
+  const { spawn } = await import('node:child_process')
+  const { readFileSync } = await import('node:fs')
+  const dir = mkdtempSync(join(tmpdir(), 'siamese-gpu-dist-'))
+  const options = { epochs: 1, batchSize: 64, seed: 5, optimizer: 'sgd', lr: 0.003, saveEvery: 0, device }
+  const rank = (o, out) => new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'helpers', 'dist-rank.mjs'), JSON.stringify(o), out], { stdio: 'inherit' })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000)
+    child.on('exit', () => { clearTimeout(timer); resolve(JSON.parse(readFileSync(out, 'utf8'))) })
+  })
+  const one = await rank(options, join(dir, 'one.json'))
+  const port = 29500 + Math.floor(Math.random() * 1000)
+  const ranks = await Promise.all([0, 1].map((r) => rank({ ...options, distributed: { rank: r, worldSize: 2, masterPort: port, backend: 'gloo', timeoutMs: 60_000 } }, join(dir, `r${r}.json`))))
+  for (const r of ranks) assert.ok(!r.error, JSON.stringify(r.error))
+  const worst = Math.max(...ranks[0].embeddings.flatMap((row, i) => row.map((v, j) => Math.abs(v - one.embeddings[i][j]))))
+  console.log(`2 ranks on ${device} over Gloo: largest embedding difference from one process ${worst.toExponential(2)}; ` +
+    `all-reduce wait ${(ranks[0].distributed.allReduceWaitSeconds * 1000).toFixed(0)} ms in the epoch`)
+  assert.ok(worst < 1e-4, `worst difference ${worst} < 1e-4`)
+})
+
 test('mined triplet training runs on the device', async () => {
   const { model, history } = await train({
     data: { train: trainSplit, test: testSplit }, epochs: 1, loss: 'triplet', mining: 'batch-hard', device, seed: 2
