@@ -85,12 +85,13 @@ function settingOption (key: string, setting: Setting<unknown>, recipe?: number 
   })
 }
 
-/** `--size WxH` as { width, height }. */
+/** A flag's value as a positive integer (`--nproc`, `--dist-timeout`). */
 function positiveInteger (text: string, flag: string): number {
   if (!/^\d+$/.test(text) || Number(text) < 1) throw new InvalidArgumentError(`${flag}: expected a positive integer; received "${text}"`)
   return Number(text)
 }
 
+/** `--size WxH` as { width, height }. */
 function parseSize (text: string): { width: number, height: number } {
   const match = /^(\d+)x(\d+)$/i.exec(text.trim())
   if (match === null) throw new InvalidArgumentError(`--size: expected WIDTHxHEIGHT, e.g. 64x64; received "${text}"`)

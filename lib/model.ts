@@ -595,7 +595,6 @@ export async function train (options: TrainOptions = {}): Promise<TrainingResult
   return rethrowAtCallSite(o['resume'] === undefined ? trainNew(o) : resume(o), site)
 }
 
-/** train() without resume: every option checked, the data read, a model of its size built, then trained. */
 /**
  * The device of a distributed run's rank: a GPU asked for without an index ('auto', 'cuda') is the
  * rank's own, `cuda:<LOCAL_RANK mod the GPUs>`, as torchrun users pin theirs (NCCL refuses two
@@ -611,6 +610,7 @@ function rankDevice (device: unknown, o: Record<string, unknown>): unknown {
   return `cuda:${(Number.isInteger(localRank) ? localRank : 0) % gpus}`
 }
 
+/** train() without resume: every option checked, the data read, a model of its size built, then trained. */
 async function trainNew (o: Record<string, unknown>): Promise<TrainingResult & { model: SiameseModel }> {
   const building = Object.fromEntries(CREATE_MODEL_OPTIONS.map((key) => [key, key === 'device' ? rankDevice(o[key], o) : o[key]]))
   checkModelOptions(building) // before the data is read

@@ -62,7 +62,7 @@ const SHARED_EXT = process.platform === 'darwin' ? '.dylib' : '.so'
 // Everything the two builds need, from the folder that holds TorchConfig.cmake.
 // Layouts: <root>/share/cmake/Torch (official archive, pip, Homebrew) and
 // <prefix>/lib/<multiarch>/cmake/Torch (Debian/Ubuntu, headers in <prefix>/include).
-function describe (cmakeDir, source, detail) {
+function describe (cmakeDir, source, detail, sysroot = '/') {
   const config = readIfExists(path.join(cmakeDir, 'TorchConfig.cmake'))
   if (config === null) return { why: `no TorchConfig.cmake in ${cmakeDir}` }
 
@@ -111,19 +111,20 @@ function describe (cmakeDir, source, detail) {
   const backends = []
   const c10d = path.join(includeRoot, 'torch', 'csrc', 'distributed', 'c10d')
   const headerDir = (name, dirs) => dirs.find((d) => fs.existsSync(path.join(d, name)))
+  const systemIncludes = [path.join(sysroot, 'usr', 'include'), path.join(sysroot, 'usr', 'local', 'include')]
   // The compiler's own search path needs no -isystem (adding /usr/include breaks #include_next).
   const addIncludeDir = (d) => {
     if (!['/usr/include', '/usr/local/include'].includes(d) && !includeDirs.includes(d)) includeDirs.push(d)
   }
   const glooDir = fs.existsSync(path.join(c10d, 'ProcessGroupGloo.hpp')) &&
-    headerDir(path.join('gloo', 'algorithm.h'), [includeRoot, '/usr/include', '/usr/local/include'])
+    headerDir(path.join('gloo', 'algorithm.h'), [includeRoot, ...systemIncludes])
   if (glooDir) {
     backends.push('gloo')
     cxxFlags.push('-DUSE_C10D_GLOO', '-DSIAMESE_TORCH_C10D')
     addIncludeDir(glooDir)
     const ncclDir = cuda && fs.existsSync(path.join(c10d, 'ProcessGroupNCCL.hpp')) &&
       headerDir('nccl.h', [includeRoot, path.resolve(includeRoot, '..', '..', 'nvidia', 'nccl', 'include'),
-        '/usr/include', '/usr/local/cuda/include'])
+        ...systemIncludes, path.join(sysroot, 'usr', 'local', 'cuda', 'include')])
     if (ncclDir) {
       backends.push('nccl')
       cxxFlags.push('-DUSE_C10D_NCCL', '-DSIAMESE_TORCH_NCCL')
@@ -152,7 +153,7 @@ function describe (cmakeDir, source, detail) {
 function fromLibtorchEnv (env) {
   const dir = env.LIBTORCH
   if (!dir) return { why: 'not set' }
-  return describe(path.resolve(dir, 'share', 'cmake', 'Torch'), 'LIBTORCH', path.resolve(dir))
+  return describe(path.resolve(dir, 'share', 'cmake', 'Torch'), 'LIBTORCH', path.resolve(dir), env.SIAMESE_TORCH_SYSROOT || '/')
 }
 
 function fromPython (env) {
@@ -169,7 +170,7 @@ function fromPython (env) {
     return { why: err.code === 'ENOENT' ? 'not found' : `no torch (${stderr || err.message})` }
   }
   const prefix = out.trim().split('\n').pop()
-  return describe(path.join(prefix, 'Torch'), 'python', python)
+  return describe(path.join(prefix, 'Torch'), 'python', python, env.SIAMESE_TORCH_SYSROOT || '/')
 }
 
 function fromSystem (env) {
@@ -187,7 +188,7 @@ function fromSystem (env) {
   const reasons = []
   for (const dir of candidates) {
     if (!fs.existsSync(path.join(dir, 'TorchConfig.cmake'))) continue
-    const result = describe(dir, 'system', dir)
+    const result = describe(dir, 'system', dir, sysroot)
     if (result.found) return result
     reasons.push(result.why)
   }

@@ -46,8 +46,31 @@ t.test('LIBTORCH wins and is described in full', async (t) => {
     libDir: join(dir, 'lib'),
     libraries: ['torch', 'torch_cpu', 'c10'],
     cxxFlags: ['-D_GLIBCXX_USE_CXX11_ABI=0'],
-    description: `LibTorch 2.5.1 (CPU) from LIBTORCH (${dir})`
+    distributed: [],
+    description: `LibTorch 2.5.1 (CPU) from LIBTORCH (${dir}), no distributed back-end`
   })
+})
+
+t.test('c10d with Gloo\'s headers builds distributed training; NCCL\'s header adds its back-end', async (t) => {
+  const dir = fakeArchive(join(scratch, 'libtorch-c10d'), { cuda: true })
+  const sysroot = join(scratch, 'sysroot-gloo')
+  put(join(dir, 'include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'))
+  // c10d without Gloo's headers (no libgloo-dev): built without distributed training.
+  let { found } = findLibtorch({ ...hidden, SIAMESE_TORCH_SYSROOT: sysroot, LIBTORCH: dir })
+  t.same(found.distributed, [])
+  t.notOk(found.cxxFlags.includes('-DSIAMESE_TORCH_C10D'))
+  put(join(sysroot, 'usr/include/gloo/algorithm.h'))
+  ;({ found } = findLibtorch({ ...hidden, SIAMESE_TORCH_SYSROOT: sysroot, LIBTORCH: dir }))
+  t.same(found.distributed, ['gloo'])
+  t.same(found.cxxFlags, ['-D_GLIBCXX_USE_CXX11_ABI=1', '-DUSE_C10D_GLOO', '-DSIAMESE_TORCH_C10D'])
+  t.ok(found.includeDirs.includes(join(sysroot, 'usr/include')), 'Gloo\'s folder is searched')
+  t.match(found.description, /distributed: gloo$/)
+  // A CUDA LibTorch with c10d's NCCL header and NCCL's own (the nvidia-nccl wheel's place beside a Python torch).
+  put(join(dir, 'include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp'))
+  put(join(dir, 'include/nccl.h'))
+  ;({ found } = findLibtorch({ ...hidden, SIAMESE_TORCH_SYSROOT: sysroot, LIBTORCH: dir }))
+  t.same(found.distributed, ['gloo', 'nccl'])
+  t.same(found.cxxFlags.slice(-2), ['-DUSE_C10D_NCCL', '-DSIAMESE_TORCH_NCCL'])
 })
 
 t.test('a CUDA LibTorch links its CUDA libraries', async (t) => {

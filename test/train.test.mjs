@@ -221,6 +221,6 @@ t.test('training pixels are copied on the main thread after train() returns: a b
   t.equal(images.length, 0, 'detached')
   await t.rejects(running, { code: 'ERR_INVALID_ARG', message: 'the training images were detached or resized after train() was called' })
   const again = await native.train({ ...data.train, numClasses: 10 }, { ...data.test, numClasses: 10 }, config, () => {})
-  t.equal(again.length, 1, 'the model trains afterwards')
+  t.equal(again.history.length, 1, 'the model trains afterwards')
   native.dispose()
 })

@@ -657,6 +657,12 @@ std::string handshake(Model& model, const TrainConfig& c, const std::string& dat
       << "\nweight decay=" << jsonNumber(c.weightDecay) << "\nmomentum=" << jsonNumber(c.momentum) << "\n";
   out << "precision=" << choiceName(c.precision.value_or(model.precision())) << "\n";
   out << "freeze stages=" << c.freezeStages << "\nsave every=" << c.saveEvery << "\n";
+  const AugmentConfig& a = c.augment;
+  out << "augment=crop " << jsonNumber(a.cropScaleMin) << "-" << jsonNumber(a.cropScaleMax) << " ratio "
+      << jsonNumber(a.ratioMin) << "-" << jsonNumber(a.ratioMax) << " flip " << a.flip << " rotate "
+      << jsonNumber(a.rotate) << " translate " << jsonNumber(a.translate) << " scale " << jsonNumber(a.scaleMin) << "-"
+      << jsonNumber(a.scaleMax) << " shear " << jsonNumber(a.shear) << " brightness " << jsonNumber(a.brightness)
+      << " contrast " << jsonNumber(a.contrast) << "\n";
   return out.str();
 }
 
