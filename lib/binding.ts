@@ -208,6 +208,8 @@ export interface NativeModel {
   info(): { config: NativeModelConfig, device: string, threads: number, precision: Precision, metadata: Record<string, string> }
   /** Throws ERR_UNSUPPORTED where this machine cannot compute in it; ERR_BUSY while training. */
   setPrecision(precision: Precision): void
+  /** The most pairs concurrent predictPairs calls share a forward pass with (0: each its own; native/addon/batcher.h). */
+  setPredictBatch(maxPairs: number): void
   embed(images: Uint8Array, count: number): Promise<Float32Array>
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,

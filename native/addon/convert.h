@@ -3,12 +3,22 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include <napi.h>
+#include <torch/torch.h>
 
 namespace siamese::addon {
+
+// A float tensor (any device, dtype and layout) as a new Float32Array.
+inline Napi::Float32Array toFloat32Array(Napi::Env env, const torch::Tensor& t) {
+  const torch::Tensor cpu = t.to(torch::kCPU, torch::kFloat).contiguous();
+  Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(cpu.numel()));
+  std::memcpy(out.Data(), cpu.data_ptr<float>(), static_cast<size_t>(cpu.numel()) * sizeof(float));
+  return out;
+}
 
 inline Napi::TypeError argError(Napi::Env env, const std::string& what) {
   return Napi::TypeError::New(env, "siamese-torch addon: expected " + what);

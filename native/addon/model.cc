@@ -19,6 +19,7 @@
 #include "../core/model_file.h"
 #include "../core/precision.h"
 #include "../core/trainer.h"
+#include "batcher.h"
 #include "convert.h"
 #include "data.h"
 #include "errors.h"
@@ -238,13 +239,6 @@ Napi::Object metricsToJs(Napi::Env env, const core::EpochMetrics& m) {
   return o;
 }
 
-Napi::Float32Array toFloat32Array(Napi::Env env, const torch::Tensor& t) {
-  const torch::Tensor cpu = t.to(torch::kCPU, torch::kFloat).contiguous();
-  Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(cpu.numel()));
-  std::memcpy(out.Data(), cpu.data_ptr<float>(), static_cast<size_t>(cpu.numel()) * sizeof(float));
-  return out;
-}
-
 }  // namespace
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -263,6 +257,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceMethod("dispose", &ModelWrap::Dispose),
                            InstanceMethod("setMetadata", &ModelWrap::SetMetadata),
                            InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
+                           InstanceMethod("setPredictBatch", &ModelWrap::SetPredictBatch),
                        });
   }
 
@@ -341,7 +336,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // predictPairs(left: Uint8Array, right: Uint8Array, count) -> Promise<Float32Array P(same)>
+  // predictPairs(left: Uint8Array, right: Uint8Array, count) -> Promise<Float32Array P(same)>.
+  // Calls made while the model's previous batch runs share one forward pass (batcher.h).
   Napi::Value PredictPairs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
@@ -349,7 +345,36 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const auto count = static_cast<int64_t>(numberArg(info, 2));
       torch::Tensor left = imagesArg(info, 0, count, *model);
       torch::Tensor right = imagesArg(info, 1, count, *model);
-      return floatJob(env, [model, left, right]() { return core::predictPairs(*model, left, right); });
+      if (batcher_->maxPairs() <= 0) {
+        return floatJob(env, [model, left, right]() { return core::predictPairs(*model, left, right); });
+      }
+      auto deferred = Napi::Promise::Deferred::New(env);
+      Napi::Promise promise = deferred.Promise();
+      ++jobs_;
+      if (batcher_->add({left, right, deferred})) queuePairBatch(env, model);
+      return promise;
+    });
+  }
+
+  // A batch of the pending predictPairs calls; when it has settled, the next one if calls are left.
+  void queuePairBatch(Napi::Env env, std::shared_ptr<core::Model> model) {
+    auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+    auto* worker = new PairBatchWorker(env, batcher_, model, [this, self, model](Napi::Env e, size_t calls) {
+      jobs_ -= static_cast<int>(calls);
+      if (batcher_->needsBatch()) queuePairBatch(e, model);
+      self->Reset();
+    });
+    worker->Queue();
+  }
+
+  // setPredictBatch(maxPairs): the most pairs concurrent predictPairs calls share a forward pass
+  // with (0: every call its own pass, as before batching).
+  Napi::Value SetPredictBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      use(env);
+      batcher_->setMaxPairs(static_cast<int64_t>(numberArg(info, 0)));
+      return env.Undefined();
     });
   }
 
@@ -541,6 +566,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<core::Model> model_;
   std::optional<core::OptimizerSnapshot> checkpointState_;  // loaded for a resume; handed to the run
   int jobs_ = 0;
+  // Concurrent predictPairs calls gathered into shared forward passes (batcher.h).
+  std::shared_ptr<PairBatcher> batcher_ = std::make_shared<PairBatcher>(PairBatcher::kDefaultMaxPairs);
   TrainingJob* training_ = nullptr;
 };
 
