@@ -4,7 +4,7 @@
 // option comes from the contract (lib/contract.ts): its help, its choices, its check and the
 // default its help shows. Those flags carry no commander default, so an option reaches the
 // library only when the user typed it: a resumed run keeps what its checkpoint recorded.
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { basename, dirname, extname, join, resolve } from 'node:path'
 
 import { SingleBar } from 'cli-progress'
@@ -17,6 +17,7 @@ import { launchedAsRank, resolveDistributed } from './distributed.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
 import { launchLocalRanks } from './launch.js'
+import { serve } from './serve.js'
 import { loadModel, train, type LoadModelOptions, type Metrics, type SiameseModel, type Verification } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
@@ -534,6 +535,41 @@ function defineCompareCommand (program: Command): void {
     })
 }
 
+/** The `serve` command: models behind HTTP until SIGTERM or Ctrl-C, which finish the requests in flight. */
+function defineServeCommand (program: Command): void {
+  program.command('serve')
+    .description('serve models over HTTP: KServe v2 (health, metadata, infer), /compare, /embed, /metrics')
+    .argument('<models...>', '.safetensors models, each served under its file name less the extension')
+    .option('--port <n>', 'the port (0: any free one)', (text: string) => (text === '0' ? 0 : positiveInteger(text, '--port')), 8080)
+    .option('--host <address>', 'the address to listen on; other than loopback, others can reach it', '127.0.0.1')
+    .option('--token-file <file>', 'require Authorization: Bearer <the file\'s first line> on every request but the health checks')
+    .addHelpText('after', '\nExample:\n  siamese-torch serve siamese-out/model.safetensors --port 8080\n' +
+      '  curl -s localhost:8080/v2/models/model')
+    .action(async (paths: string[], flags: { port: number, host: string, tokenFile?: string }) => {
+      let token: string | undefined
+      if (flags.tokenFile !== undefined) {
+        try {
+          token = (await readFile(flags.tokenFile, 'utf8')).split('\n')[0]?.trim()
+        } catch (err) {
+          throw new SiameseTorchError(`--token-file: ${flags.tokenFile} cannot be read (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE', { path: flags.tokenFile })
+        }
+        if (!token) throw invalidArg('--token-file', 'a file whose first line is the token', flags.tokenFile)
+      }
+      const server = await serve({ models: paths, port: flags.port, host: flags.host, ...(token !== undefined ? { token } : {}) })
+      out(`serving ${[...server.models.keys()].join(', ')} at ${server.url}`)
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGTERM', stop)
+          process.off('SIGINT', stop)
+          out('stopping: finishing the requests in flight')
+          server.close().then(resolve, resolve)
+        }
+        process.on('SIGTERM', stop)
+        process.on('SIGINT', stop)
+      })
+    })
+}
+
 /** The `classify` command: one-shot classification against a folder of examples. */
 function defineClassifyCommand (program: Command): void {
   program.command('classify')
@@ -588,6 +624,7 @@ function buildProgram (): Command {
   defineCompareCommand(program)
   defineClassifyCommand(program)
   defineEmbedCommand(program)
+  defineServeCommand(program)
   return program
 }
 

@@ -17,6 +17,10 @@
  * - `ERR_CUDA_UNAVAILABLE`: a CUDA device asked for where there is none.
  * - `ERR_UNSUPPORTED`: asked of a CPU or LibTorch build that cannot do it, e.g. `precision: 'bf16'`
  *   on a CPU without AVX512_BF16 or AMX.
+ * - `ERR_NOT_FOUND`, `ERR_TOO_LARGE`, `ERR_TIMEOUT`, `ERR_UNAUTHORIZED`: the HTTP server's answers
+ *   (`serve`): an unknown model or endpoint (404), a body, image or request over a limit (413),
+ *   a request that did not arrive in time (408), a missing or wrong bearer token (401). The server
+ *   answers `ERR_BUSY` (503) when its queue is full.
  * - `ERR_DISTRIBUTED`: a distributed run cannot go on: a rank died, hung or cannot be reached, the
  *   store cannot be reached or served, or the ranks were started with other settings; the message
  *   names the rank and the cause.
@@ -36,6 +40,10 @@ export type ErrorCode =
   | 'ERR_CUDA_UNAVAILABLE'
   | 'ERR_UNSUPPORTED'
   | 'ERR_DISTRIBUTED'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_TIMEOUT'
+  | 'ERR_UNAUTHORIZED'
   | 'ERR_ADDON_LOAD'
   | 'ERR_NATIVE'
   | 'ERR_NATIVE_OOM'

@@ -1,5 +1,5 @@
 // The ES module entry point: the same objects as the CommonJS one (one addon, one error class).
-export { version, SiameseTorchError, datasets, defaults, choices, train, createModel, loadModel, SiameseModel } from './index.js'
+export { version, SiameseTorchError, datasets, defaults, choices, train, createModel, loadModel, SiameseModel, serve } from './index.js'
 export type {
   VersionInfo, CudaDeviceInfo, LibtorchSource, ErrorCode, SiameseTorchErrorOptions,
   LabelledImages, DataSplit, ArraysInput, PixelArray, DownloadableOptions, DownloadProgress, IdxOptions,
@@ -9,5 +9,5 @@ export type {
   ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions,
   EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage,
-  TrainingResult, DistributedOptions, DistributedBackend, DistributedRun
+  TrainingResult, DistributedOptions, DistributedBackend, DistributedRun, ServeOptions, ServeLimits, ServeHandle
 } from './index.js'

@@ -22,4 +22,6 @@ export type {
 export type { EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent } from './progress.js'
 export type { TrainingResult } from './training.js'
 export type { DistributedOptions, DistributedBackend, DistributedRun } from './distributed.js'
+export { serve } from './serve.js'
+export type { ServeOptions, ServeLimits, ServeHandle } from './serve.js'
 export type { ImageInput, RawImage } from './inputs.js'
