@@ -212,6 +212,8 @@ export interface NativeModel {
   setPredictBatch(maxPairs: number): void
   embed(images: Uint8Array, count: number): Promise<Float32Array>
   predictPairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
+  /** P(same) of each pair, then the embeddings' distance of each: 2 * count values. */
+  comparePairs(left: Uint8Array, right: Uint8Array, count: number): Promise<Float32Array>
   classScores(queries: Uint8Array, queryCount: number, support: Uint8Array, supportCount: number,
     supportLabels: Int32Array, numClasses: number): Promise<Float32Array>
   evaluate(set: NativeImageData, options: NativeEvaluationOptions): Promise<NativeEvaluation>

@@ -6,7 +6,7 @@ export type {
   ImageFolderOptions, ImageFolderProgress, Triplets, Pairs, SamplingOptions, BatchOptions, Catalogue,
   OmniglotOptions, OmniglotCatalogue, OmniglotArchive, SplitClassesOptions,
   Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope, Precision, LrSchedule, WeightInit,
-  ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
+  Comparison, ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport,
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions,
   EpochMetrics, ProgressEvent, BatchEvent, EpochEvent, FileEvent, ImageInput, RawImage,
   TrainingResult, DistributedOptions, DistributedBackend, DistributedRun, ServeOptions, ServeLimits, ServeHandle

@@ -15,7 +15,7 @@ export type {
 export { defaults, choices } from './contract.js'
 export type { Loss, Mining, Optimizer, PairScheme, Tower, DataSource, Device, Fit, Channels, AugmentOptions, EpisodeScope, Precision, LrSchedule, WeightInit } from './contract.js'
 export { train, createModel, loadModel, SiameseModel } from './model.js'
-export type { ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
+export type { Comparison, ModelConfig, Metrics, Verification, Retrieval, EpisodeMetrics, SupportSet, Classification, LoadModelOptions, ImageOptions, InitReport } from './model.js'
 export type {
   CreateModelOptions, ModelTrainOptions, TrainOptions, TrainData, EvaluateOptions, ModelSettings, TrainingSettings, InitOptions
 } from './options.js'

@@ -235,12 +235,6 @@ async function v2Images (input: unknown, name: string, limits: ServeLimits): Pro
   }))
 }
 
-function distance (a: Float32Array, b: Float32Array): number {
-  let s = 0
-  for (let i = 0; i < a.length; i++) s += ((a[i] ?? 0) - (b[i] ?? 0)) ** 2
-  return Math.sqrt(s)
-}
-
 // ---- the server ----
 
 function modelsByName (models: ServeOptions['models']): Array<[string, string | SiameseModel]> {
@@ -352,9 +346,9 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
           if (left.length !== right.length) throw invalidArg('right', `${left.length} images, as many as left`, right.length)
           checkImageCount(2 * left.length, limits)
           metrics.images.observe(2 * left.length)
-          const [p, embeddings] = await Promise.all([model.predict(left, right), model.embed([...left, ...right])])
-          const d = left.map((_, i) => distance(embeddings[i], embeddings[i + left.length]))
-          outputs.push({ name: 'p_same', datatype: 'FP32', shape: [p.length], data: p }, { name: 'distance', datatype: 'FP32', shape: [d.length], data: d })
+          const verdicts = await model.compare(left, right)
+          outputs.push({ name: 'p_same', datatype: 'FP32', shape: [verdicts.length], data: verdicts.map((v) => v.pSame) },
+            { name: 'distance', datatype: 'FP32', shape: [verdicts.length], data: verdicts.map((v) => v.distance) })
         } else if (byName.has('images')) {
           const images = await v2Images(byName.get('images'), 'images', limits)
           metrics.images.observe(images.length)
@@ -375,10 +369,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
         const model = pickModel(body)
         const [a, b] = await Promise.all([encodedImage(body['a'], 'a', limits), encodedImage(body['b'], 'b', limits)])
         metrics.images.observe(2)
-        const [pSame, [ea, eb]] = await Promise.all([model.predict(a, b), model.embed([a, b])])
-        const d = distance(ea, eb)
-        const { threshold, loss } = model.config
-        return { pSame, distance: d, threshold, same: loss === 'pair-ce' ? pSame >= threshold : d <= threshold }
+        return { ...await model.compare(a, b), threshold: model.config.threshold }
       }
     },
     {
@@ -445,8 +436,11 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       metrics.record(endpoint, status, (performance.now() - t0) / 1000)
     }
   }
+  // Requests being handled, so that close() waits for them all, those whose client left too.
+  const handling = new Set<Promise<void>>()
   const server: Server = createServer((req, res) => {
-    handleRequest(req, res).catch(() => res.destroy())
+    const handled: Promise<void> = handleRequest(req, res).catch(() => { res.destroy() }).finally(() => handling.delete(handled))
+    handling.add(handled)
   })
   // Node's own limits stay above ours, so that ours answer (in JSON) first.
   server.requestTimeout = limits.requestTimeoutMs + 5000
@@ -471,7 +465,8 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeIdleConnections()
-      }).then(() => {
+      }).then(async () => {
+        await Promise.allSettled([...handling])
         for (const m of loaded) m.dispose()
       })
       return closing

@@ -68,3 +68,25 @@ t.test('a bad call among concurrent ones is refused alone: inputs are checked be
   t.equal(results[1].reason.code, 'ERR_INVALID_ARG')
   model.dispose()
 })
+
+t.test('compare: predict\'s P(same) bit for bit, the embeddings\' distance, the verdict; batched with predicts', async (t) => {
+  const model = await createModel({ seed: 1, threads: 1 })
+  const [a, b] = [pairs[0][0], pairs[0][1]]
+  const [ea, eb] = await model.embed([a, b])
+  const distance = Math.sqrt(ea.reduce((s, v, i) => s + (v - eb[i]) ** 2, 0))
+  const one = await model.compare(a, b)
+  t.equal(one.pSame, await model.predict(a, b))
+  t.ok(Math.abs(one.distance - distance) < 1e-4, `distance ${one.distance} against ${distance}`)
+  t.equal(one.same, one.pSame >= model.config.threshold)
+  const mixed = await Promise.all(pairs.slice(0, 16).map(([x, y], i) => (i % 2 === 0 ? model.compare(x, y) : model.predict(x, y))))
+  const alone = []
+  for (const [x, y] of pairs.slice(0, 16)) alone.push(await model.predict(x, y))
+  t.ok(mixed.every((r, i) => (i % 2 === 0 ? r.pSame : r) === alone[i]), 'compare and predict calls sharing passes: each its own answer, bit for bit')
+  const many = await model.compare(pairs.slice(0, 3).map((p) => p[0]), pairs.slice(0, 3).map((p) => p[1]))
+  t.equal(many.length, 3)
+  t.throws(() => { model.predictBatch = -1 }, { code: 'ERR_INVALID_ARG' })
+  model.predictBatch = 0
+  t.equal(model.predictBatch, 0)
+  t.equal((await model.compare(a, b)).pSame, one.pSame, 'unbatched: the same')
+  model.dispose()
+})

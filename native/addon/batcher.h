@@ -36,9 +36,10 @@ namespace siamese::addon {
 class PairBatcher {
  public:
   struct Call {
-    torch::Tensor left;  // [n, C, H, W] uint8, as predictPairs takes them
+    torch::Tensor left;  // [n, H, W, C] uint8, as predictPairs takes them
     torch::Tensor right;
     Napi::Promise::Deferred deferred;
+    bool distances = false;  // comparePairs: P(same) then the distances; predictPairs: P(same)
   };
 
   // The most pairs a shared forward pass takes, unless set (setPredictBatch).
@@ -95,7 +96,8 @@ class PairBatcher {
   int64_t maxPairs_;
 };
 
-// One batch: takes its calls on the compute thread, runs one forward pass, settles each call.
+// One batch: takes its calls on the compute thread, runs one forward pass (comparePairs: its
+// P(same) column is predictPairs' bit for bit), settles each call.
 class PairBatchWorker : public Napi::AsyncWorker {
  public:
   // `settled(env, calls)`: on the main thread once every call of the batch has settled.
@@ -115,7 +117,7 @@ class PairBatchWorker : public Napi::AsyncWorker {
         batch_ = batcher_->take();
         if (batch_.empty()) return;
         if (batch_.size() == 1) {
-          result_ = core::predictPairs(*model_, batch_[0].left, batch_[0].right);
+          result_ = core::comparePairs(*model_, batch_[0].left, batch_[0].right);
           return;
         }
         std::vector<torch::Tensor> left;
@@ -124,7 +126,7 @@ class PairBatchWorker : public Napi::AsyncWorker {
           left.push_back(call.left);
           right.push_back(call.right);
         }
-        result_ = core::predictPairs(*model_, torch::cat(left), torch::cat(right));
+        result_ = core::comparePairs(*model_, torch::cat(left), torch::cat(right));
       });
     } catch (...) {
       error_ = describeCurrentException();
@@ -142,7 +144,8 @@ class PairBatchWorker : public Napi::AsyncWorker {
         if (error_) {
           call.deferred.Reject(makeError(env, *error_).Value());
         } else {
-          call.deferred.Resolve(toFloat32Array(env, result_.narrow(0, offset, n)));
+          const auto rows = result_.narrow(0, offset, n);
+          call.deferred.Resolve(toFloat32Array(env, call.distances ? rows.t() : rows.select(1, 0)));
         }
         offset += n;
       }

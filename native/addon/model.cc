@@ -249,6 +249,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceMethod("info", &ModelWrap::Info),
                            InstanceMethod("embed", &ModelWrap::Embed),
                            InstanceMethod("predictPairs", &ModelWrap::PredictPairs),
+                           InstanceMethod("comparePairs", &ModelWrap::ComparePairs),
                            InstanceMethod("classScores", &ModelWrap::ClassScores),
                            InstanceMethod("evaluate", &ModelWrap::Evaluate),
                            InstanceMethod("save", &ModelWrap::Save),
@@ -338,7 +339,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // predictPairs(left: Uint8Array, right: Uint8Array, count) -> Promise<Float32Array P(same)>.
   // Calls made while the model's previous batch runs share one forward pass (batcher.h).
-  Napi::Value PredictPairs(const Napi::CallbackInfo& info) {
+  Napi::Value PredictPairs(const Napi::CallbackInfo& info) { return pairsCall(info, false); }
+
+  // comparePairs(left, right, count) -> Promise<Float32Array [2 * count]>: P(same) of each pair,
+  // then the embeddings' distance of each; batched with predictPairs' calls.
+  Napi::Value ComparePairs(const Napi::CallbackInfo& info) { return pairsCall(info, true); }
+
+  Napi::Value pairsCall(const Napi::CallbackInfo& info, bool distances) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       auto model = use(env);
@@ -346,12 +353,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       torch::Tensor left = imagesArg(info, 0, count, *model);
       torch::Tensor right = imagesArg(info, 1, count, *model);
       if (batcher_->maxPairs() <= 0) {
-        return floatJob(env, [model, left, right]() { return core::predictPairs(*model, left, right); });
+        if (!distances)
+          return floatJob(env, [model, left, right]() { return core::predictPairs(*model, left, right); });
+        return floatJob(env, [model, left, right]() { return core::comparePairs(*model, left, right).t(); });
       }
       auto deferred = Napi::Promise::Deferred::New(env);
       Napi::Promise promise = deferred.Promise();
       ++jobs_;
-      if (batcher_->add({left, right, deferred})) queuePairBatch(env, model);
+      if (batcher_->add({left, right, deferred, distances})) queuePairBatch(env, model);
       return promise;
     });
   }

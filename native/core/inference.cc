@@ -12,6 +12,14 @@ torch::Tensor predictPairs(Model& model, const torch::Tensor& left, const torch:
   return model.sameProbability(e.narrow(0, 0, left.size(0)), e.narrow(0, left.size(0), right.size(0)));
 }
 
+torch::Tensor comparePairs(Model& model, const torch::Tensor& left, const torch::Tensor& right) {
+  if (left.size(0) != right.size(0)) throw InvalidArgumentError("comparePairs needs as many left images as right ones");
+  const auto e = model.embedImages(torch::cat({left, right}));
+  const auto l = e.narrow(0, 0, left.size(0));
+  const auto r = e.narrow(0, left.size(0), right.size(0));
+  return torch::stack({model.sameProbability(l, r), (l - r).norm(2, 1).to(torch::kCPU, torch::kFloat)}, 1);
+}
+
 torch::Tensor classScores(Model& model, const torch::Tensor& queries, const torch::Tensor& support,
                           const std::vector<int32_t>& labels, int64_t numClasses) {
   const int64_t q = queries.size(0);

@@ -14,6 +14,10 @@ namespace siamese::core {
 // P(same) of each pair (left[i], right[i]): uint8 [N, H, W, C] twice -> float [N] (CPU).
 torch::Tensor predictPairs(Model& model, const torch::Tensor& left, const torch::Tensor& right);
 
+// The same pass, with the embeddings' Euclidean distance of each pair too: float [N, 2] (CPU),
+// column 0 P(same) (bit for bit predictPairs'), column 1 the distance.
+torch::Tensor comparePairs(Model& model, const torch::Tensor& left, const torch::Tensor& right);
+
 // One-shot and k-shot classification, by the rules of evaluation's episodes: for each query and
 // class, the mean P(same) between the query and that class's support images (pair-ce), or P(same)
 // of the query and the class's prototype, the mean embedding of its support images (distance
