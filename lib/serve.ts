@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { basename, extname } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import busboy from 'busboy'
 import sharp from 'sharp'
 import { SiameseTorchError, type ErrorCode } from './errors.js'
 import type { RawImage } from './inputs.js'
@@ -167,8 +168,10 @@ async function readBody (req: IncomingMessage, limits: ServeLimits): Promise<Buf
   })
 }
 
+const contentType = (req: IncomingMessage): string => (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+
 async function readJson (req: IncomingMessage, limits: ServeLimits): Promise<Record<string, unknown>> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  const type = contentType(req)
   if (type !== 'application/json') {
     throw new HttpError(415, `expected a body of type application/json, not ${type === '' ? 'none' : type}`, 'ERR_INVALID_ARG')
   }
@@ -183,10 +186,85 @@ async function readJson (req: IncomingMessage, limits: ServeLimits): Promise<Rec
   return value
 }
 
+/** A multipart/form-data body: its files by field name, and its plain fields; within the limits. */
+async function readMultipart (req: IncomingMessage, limits: ServeLimits): Promise<{ files: Map<string, Buffer[]>, fields: Map<string, string> }> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limits.bodyBytes) {
+    throw new HttpError(413, `the body is ${declared} bytes, more than the limit of ${limits.bodyBytes}`, 'ERR_TOO_LARGE')
+  }
+  let parser: busboy.Busboy
+  try {
+    parser = busboy({ headers: req.headers, limits: { fileSize: limits.bodyBytes, files: limits.images, fields: 16, fieldSize: 1024 } })
+  } catch (err) {
+    throw new HttpError(400, `not a multipart/form-data body (${err instanceof Error ? err.message : String(err)})`, 'ERR_INVALID_ARG')
+  }
+  return new Promise((resolve, reject) => {
+    const files = new Map<string, Buffer[]>()
+    const fields = new Map<string, string>()
+    let size = 0
+    let failed = false
+    const fail = (err: HttpError): void => {
+      if (failed) return
+      failed = true
+      clearTimeout(timer)
+      req.unpipe(parser)
+      reject(err)
+    }
+    const timer = setTimeout(() => fail(new HttpError(408, `the request did not arrive whole within ${limits.requestTimeoutMs} ms`, 'ERR_TIMEOUT', { Connection: 'close' })),
+      limits.requestTimeoutMs)
+    parser.on('file', (name, stream) => {
+      const chunks: Buffer[] = []
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size > limits.bodyBytes) fail(new HttpError(413, `the body is more than the limit of ${limits.bodyBytes} bytes`, 'ERR_TOO_LARGE', { Connection: 'close' }))
+        else chunks.push(chunk)
+      })
+      stream.on('end', () => { files.set(name, [...(files.get(name) ?? []), Buffer.concat(chunks)]) })
+      // A part cut short errors on its own stream as well as the parser's: both are handled.
+      stream.on('error', (err: Error) => fail(new HttpError(400, `a malformed multipart body (${err.message})`, 'ERR_INVALID_ARG', { Connection: 'close' })))
+    })
+    parser.on('field', (name, value) => fields.set(name, value))
+    parser.on('filesLimit', () => fail(new HttpError(413, `more than ${limits.images} images in one request`, 'ERR_TOO_LARGE', { Connection: 'close' })))
+    parser.on('error', (err: Error) => fail(new HttpError(400, `a malformed multipart body (${err.message})`, 'ERR_INVALID_ARG', { Connection: 'close' })))
+    parser.on('close', () => {
+      if (failed) return
+      clearTimeout(timer)
+      resolve({ files, fields })
+    })
+    req.on('aborted', () => fail(new HttpError(400, 'the client left before its body ended', 'ERR_INVALID_ARG')))
+    req.pipe(parser)
+  })
+}
+
+/** The images and fields of a /compare or /embed request: JSON (base64 images) or multipart (files). */
+async function readImages (req: IncomingMessage, limits: ServeLimits, names: string[]): Promise<{ images: Map<string, Buffer[]>, model: unknown }> {
+  const images = new Map<string, Buffer[]>()
+  if (contentType(req) === 'multipart/form-data') {
+    const { files, fields } = await readMultipart(req, limits)
+    for (const name of names) {
+      const list = files.get(name) ?? []
+      images.set(name, await Promise.all(list.map(async (bytes, i) => checkedImage(bytes, list.length > 1 ? `${name}[${i}]` : name, limits))))
+    }
+    return { images, model: fields.get('model') }
+  }
+  const body = await readJson(req, limits)
+  for (const name of names) {
+    const value = body[name]
+    const list: unknown[] = Array.isArray(value) ? value : value === undefined ? [] : [value]
+    checkImageCount(list.length, limits)
+    images.set(name, await Promise.all(list.map(async (d, i) => encodedImage(d, Array.isArray(value) ? `${name}[${i}]` : name, limits))))
+  }
+  return { images, model: body['model'] }
+}
+
 /** An encoded image (base64), checked from its header before anything decodes it. */
 async function encodedImage (text: unknown, name: string, limits: ServeLimits): Promise<Buffer> {
   if (typeof text !== 'string' || text.length === 0) throw invalidArg(name, 'an encoded image (PNG, JPEG, WebP...) in base64', text)
-  const bytes = Buffer.from(text.replace(/^data:[^,]*,/, ''), 'base64')
+  return checkedImage(Buffer.from(text.replace(/^data:[^,]*,/, ''), 'base64'), name, limits)
+}
+
+/** An encoded image's bytes, checked from its header (its pixel count) before anything decodes it. */
+async function checkedImage (bytes: Buffer, name: string, limits: ServeLimits): Promise<Buffer> {
   let meta: sharp.Metadata
   try {
     // The header only (no decoding), whatever its size: the limit below is the one that answers.
@@ -365,9 +443,12 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/compare$/,
       endpoint: 'compare',
       handle: async (req) => {
-        const body = await readJson(req, limits)
-        const model = pickModel(body)
-        const [a, b] = await Promise.all([encodedImage(body['a'], 'a', limits), encodedImage(body['b'], 'b', limits)])
+        const { images, model: name } = await readImages(req, limits, ['a', 'b'])
+        const model = pickModel({ model: name })
+        const [a] = images.get('a') ?? []
+        const [b] = images.get('b') ?? []
+        if (a === undefined || (images.get('a') ?? []).length > 1) throw invalidArg('a', 'one image', images.get('a')?.length ?? 0)
+        if (b === undefined || (images.get('b') ?? []).length > 1) throw invalidArg('b', 'one image', images.get('b')?.length ?? 0)
         metrics.images.observe(2)
         return { ...await model.compare(a, b), threshold: model.config.threshold }
       }
@@ -377,12 +458,10 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/embed$/,
       endpoint: 'embed',
       handle: async (req) => {
-        const body = await readJson(req, limits)
-        const model = pickModel(body)
-        const list = body['images']
-        if (!Array.isArray(list) || list.length === 0) throw invalidArg('images', 'a non-empty array of base64 images', list)
-        checkImageCount(list.length, limits)
-        const images = await Promise.all(list.map(async (d, i) => encodedImage(d, `images[${i}]`, limits)))
+        const { images: found, model: name } = await readImages(req, limits, ['images'])
+        const model = pickModel({ model: name })
+        const images = found.get('images') ?? []
+        if (images.length === 0) throw invalidArg('images', 'one image or more', 0)
         metrics.images.observe(images.length)
         return { embeddings: (await model.embed(images)).map((e) => Array.from(e)) }
       }

@@ -108,6 +108,31 @@ t.test('compare and embed in plain JSON', async (t) => {
   await expectError(t, await post('/compare', { a: b64(pngs[0]), b: b64(pngs[1]), model: 'other' }), 404, 'ERR_NOT_FOUND')
 })
 
+t.test('compare and embed take multipart uploads too; a truncated one is refused', async (t) => {
+  const form = new FormData()
+  form.append('a', new Blob([pngs[0]], { type: 'image/png' }), 'a.png')
+  form.append('b', new Blob([pngs[1]], { type: 'image/png' }), 'b.png')
+  const r = await (await fetch(`${server.url}/compare`, { method: 'POST', body: form })).json()
+  t.equal(r.pSame, await model.predict(pngs[0], pngs[1]), 'the same answer as from JSON')
+  const many = new FormData()
+  for (const p of pngs.slice(0, 3)) many.append('images', new Blob([p]), 'x.png')
+  t.equal((await (await fetch(`${server.url}/embed`, { method: 'POST', body: many })).json()).embeddings.length, 3)
+  const tooMany = new FormData()
+  for (let i = 0; i < 17; i++) tooMany.append('images', new Blob([pngs[0]]), 'x.png')
+  await expectError(t, await fetch(`${server.url}/embed`, { method: 'POST', body: tooMany }), 413, 'ERR_TOO_LARGE')
+  const missing = new FormData()
+  missing.append('a', new Blob([pngs[0]]), 'a.png')
+  await expectError(t, await fetch(`${server.url}/compare`, { method: 'POST', body: missing }), 400, 'ERR_INVALID_ARG')
+  // The body ends (chunked, properly) in the middle of a part: the form itself is truncated.
+  const part = `--XyZ\r\nContent-Disposition: form-data; name="a"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n${pngs[0].subarray(0, 20).toString('latin1')}`
+  const chunk = Buffer.from(part, 'latin1')
+  const truncated = await rawExchange(`POST /compare HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${part}\r\n0\r\n\r\n`)
+  t.match(truncated, /^HTTP\/1\.1 400 /)
+  t.match(truncated, /"code":"ERR_INVALID_ARG"/)
+  t.match(truncated, /malformed multipart body/)
+  t.ok((await post('/compare', { a: b64(pngs[0]), b: b64(pngs[1]) })).ok, 'served after it')
+})
+
 t.test('bad requests get a JSON error with the code, and the next request is served', async (t) => {
   await expectError(t, await post('/compare', 'a=1', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'ERR_INVALID_ARG')
   await expectError(t, await post('/compare', '{"a": '), 400, 'ERR_INVALID_ARG')
@@ -123,7 +148,7 @@ t.test('bad requests get a JSON error with the code, and the next request is ser
 /** A raw HTTP exchange: `request` written, then the socket left open; resolves with what came back. */
 function rawExchange (request, { waitMs = 5000 } = {}) {
   return new Promise((resolve) => {
-    const socket = connect(server.port, '127.0.0.1', () => socket.write(request))
+    const socket = connect(server.port, '127.0.0.1', () => socket.write(Buffer.from(request, 'latin1')))
     let text = ''
     socket.on('data', (d) => { text += d })
     const timer = setTimeout(() => socket.destroy(), waitMs)
@@ -169,12 +194,21 @@ t.test('/metrics counts requests, latencies, images and the queue, in Prometheus
 
 t.test('close() finishes the requests in flight, then refuses new ones', async (t) => {
   const closing = await serve({ models: { digits: model }, port: 0 })
-  const inFlight = Promise.all(Array.from({ length: 8 }, () =>
-    fetch(`${closing.url}/compare`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: b64(pngs[0]), b: b64(pngs[1]) }) })))
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  const body = JSON.stringify({ a: b64(pngs[0]), b: b64(pngs[1]) })
+  const request = `POST /compare HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`
+  // Eight requests sent whole on their own connections before close() is called.
+  const sent = []
+  const answers = Array.from({ length: 8 }, () => new Promise((resolve) => {
+    let text = ''
+    const socket = connect(closing.port, '127.0.0.1')
+    sent.push(new Promise((resolve) => socket.write(request, resolve)))
+    socket.on('data', (d) => { text += d })
+    socket.on('close', () => resolve(text))
+  }))
+  await Promise.all(sent)
+  await new Promise((resolve) => setTimeout(resolve, 100))
   const closed = closing.close()
-  const answers = await inFlight
-  t.ok(answers.every((r) => r.status === 200), 'every request in flight answered')
+  t.ok((await Promise.all(answers)).every((text) => /^HTTP\/1\.1 200 /.test(text)), 'every request in flight answered')
   await closed
   await t.rejects(fetch(`${closing.url}/v2/health/live`), 'no longer listening')
 })
