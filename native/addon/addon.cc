@@ -11,6 +11,7 @@
 #include "../core/torch_info.h"
 #include "data.h"
 #include "errors.h"
+#include "gallery.h"
 #include "instance.h"
 #include "model.h"
 #include "pixels.h"
@@ -101,6 +102,7 @@ static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) {
   registerData(env, exports);
   registerModel(env, exports);
   registerPixels(env, exports);
+  registerGallery(env, exports);
   return exports;
 }
 

@@ -18,6 +18,7 @@ struct Instance {
   Napi::FunctionReference errorClass;   // SiameseTorchError, registered once by lib/ at load
   Napi::FunctionReference modelClass;   // the addon's model class
   Napi::FunctionReference pixelsClass;  // NativePixels (pixels.h)
+  Napi::FunctionReference indexClass;   // NativeIndex (gallery.h)
   std::set<TrainingJob*> trainingJobs;  // runs in progress, for teardown
 
   ~Instance() { stopTrainingJobs(*this); }

@@ -23,6 +23,7 @@
 #include "convert.h"
 #include "data.h"
 #include "errors.h"
+#include "gallery.h"
 #include "instance.h"
 #include "pixels.h"
 #include "worker.h"
@@ -259,6 +260,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceMethod("setMetadata", &ModelWrap::SetMetadata),
                            InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
                            InstanceMethod("setPredictBatch", &ModelWrap::SetPredictBatch),
+                           InstanceMethod("searchIndex", &ModelWrap::SearchIndex),
+                           InstanceMethod("fingerprint", &ModelWrap::Fingerprint),
                        });
   }
 
@@ -384,6 +387,43 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       use(env);
       batcher_->setMaxPairs(static_cast<int64_t>(numberArg(info, 0)));
       return env.Undefined();
+    });
+  }
+
+  // searchIndex(index: NativeIndex, queries: Float32Array [Q * E], k) -> Promise<{ ids: Float64Array,
+  // pSame: Float32Array, distance: Float32Array, k }>: each query's k nearest rows (fewer when the
+  // index has fewer), best first, by this model's pair score; row-major [Q, k].
+  Napi::Value SearchIndex(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      IndexWrap* wrap = IndexWrap::from(env, info.Length() > 0 ? info[0] : env.Undefined());
+      if (wrap == nullptr) throw argError(env, "a NativeIndex as argument 0");
+      auto index = wrap->index();
+      torch::Tensor queries = floatRowsArg(info, 1, index->dims());
+      const auto k = static_cast<int64_t>(numberArg(info, 2));
+      return job<core::Neighbours>(
+          env, [model, index, queries, k]() { return index->search(*model, queries, k); },
+          [](Napi::Env e, core::Neighbours& n) -> Napi::Value {
+            Napi::Object out = Napi::Object::New(e);
+            out.Set("ids", toFloat64Array(e, n.ids));
+            out.Set("pSame", toFloat32Array(e, n.pSame));
+            out.Set("distance", toFloat32Array(e, n.distance));
+            out.Set("k", static_cast<double>(n.ids.size(1)));
+            return out;
+          });
+    });
+  }
+
+  // fingerprint() -> Promise<string>: 16 hex digits that change when anything deciding the
+  // embeddings does (core::modelFingerprint).
+  Napi::Value Fingerprint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      auto model = use(env);
+      return job<std::string>(
+          env, [model]() { return core::modelFingerprint(*model); },
+          [](Napi::Env e, std::string& text) -> Napi::Value { return Napi::String::New(e, text); });
     });
   }
 

@@ -43,6 +43,9 @@ class PairScorer {
   std::pair<double, double> bounds(const torch::Tensor& embeddings) const;
   // A score as the model's own threshold: P(same) for pair-ce, a distance otherwise.
   double threshold(double score) const;
+  // pair-ce: the head's weights of |a - b| ("same" row minus "different" row), [E] CPU, and its bias.
+  const torch::Tensor& weights() const { return weight_; }
+  double bias() const { return bias_; }
 
  private:
   bool distance_;

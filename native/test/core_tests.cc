@@ -19,6 +19,7 @@
 #include "../core/distributed.h"
 #include "../core/errors.h"
 #include "../core/evaluate.h"
+#include "../core/gallery_index.h"
 #include "../core/inference.h"
 #include "../core/json.h"
 #include "../core/metrics.h"
@@ -1012,6 +1013,70 @@ void testThreadDefault() {
   check(sharedDefaultThreads() == alone, "the share comes back when the runs end");
 }
 
+// The gallery index: exact top-k against a brute-force ranking by the model's own pair score,
+// across blocks, after removals (the last row fills each hole), for pair-ce and a distance loss.
+void testEmbeddingIndex() {
+  for (const Loss loss : {Loss::PairCE, Loss::Contrastive}) {
+    ModelConfig config;
+    config.loss = loss;
+    config.threshold = loss == Loss::PairCE ? 0.5 : 1.0;
+    Model model(config, torch::kCPU, 5);
+    const int64_t dims = config.shape.embeddingSize;
+    torch::manual_seed(11);
+    const auto rows = torch::randn({300, dims});
+    const auto queries = torch::randn({4, dims});
+    EmbeddingIndex index(dims);
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < 300; ++i) ids.push_back(1000 + 3 * i);
+    index.add(std::vector<int64_t>(ids.begin(), ids.begin() + 100), rows.slice(0, 0, 100));
+    index.add(std::vector<int64_t>(ids.begin() + 100, ids.end()), rows.slice(0, 100, 300));
+    check(index.size() == 300, "index: rows added in two calls");
+    checkThrows<InvalidArgumentError>([&] { index.add({1000}, rows.slice(0, 0, 1)); }, "index: an id present refused");
+    checkThrows<InvalidArgumentError>(
+        [&] {
+          index.add({1, 1}, rows.slice(0, 0, 2));
+        },
+        "index: twice the same id refused");
+    check(index.size() == 300, "index: nothing added by a refused call");
+    const std::vector<int64_t> gone = {1000 + 3 * 7, 1000 + 3 * 299, 1000 + 3 * 150, 42};
+    check(index.remove(gone) == 3, "index: removes the ids present, says how many");
+
+    // Brute force: every live row scored, ids ordered by score.
+    const PairScorer scorer(model);
+    const auto all = scorer.matrix(queries, rows);
+    bool same = true;
+    bool pSameRight = true;
+    for (const int64_t block : {int64_t{7}, int64_t{64}, int64_t{65536}}) {
+      const Neighbours n = index.search(model, queries, 10, block);
+      same = same && n.ids.sizes() == torch::IntArrayRef({4, 10});
+      for (int64_t q = 0; q < 4; ++q) {
+        std::vector<std::pair<float, int64_t>> ranked;
+        for (int64_t i = 0; i < 300; ++i) {
+          if (i == 7 || i == 299 || i == 150) continue;
+          ranked.emplace_back(all[q][i].item<float>(), ids[static_cast<size_t>(i)]);
+        }
+        std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (int64_t j = 0; j < 10; ++j) {
+          same = same && n.ids[q][j].item<int64_t>() == ranked[static_cast<size_t>(j)].second;
+          const int64_t row = (ranked[static_cast<size_t>(j)].second - 1000) / 3;
+          const auto p = model.sameProbability(queries[q].unsqueeze(0), rows[row].unsqueeze(0));
+          const float d = (queries[q] - rows[row]).norm().item<float>();
+          pSameRight = pSameRight && std::abs(p.item<float>() - n.pSame[q][j].item<float>()) < 1e-5f &&
+                       std::abs(d - n.distance[q][j].item<float>()) < 1e-4f;
+        }
+      }
+    }
+    const std::string name = loss == Loss::PairCE ? "pair-ce" : "contrastive";
+    check(same, "index (" + name + "): the top 10 of a brute-force ranking, in blocks of 7, 64 and 65536");
+    check(pSameRight, "index (" + name + "): P(same) and the distance of each neighbour, as the model gives them");
+    const Neighbours few = index.search(model, queries, 1000);
+    check(few.ids.size(1) == 297, "index: k above the rows gives every row");
+    EmbeddingIndex empty(dims);
+    check(empty.search(model, queries, 3).ids.size(1) == 0, "index: an empty index finds nothing");
+  }
+  checkThrows<InvalidArgumentError>([] { EmbeddingIndex bad(0); }, "index: no dimensions refused");
+}
+
 int main() {
   testThreadDefault();
   testRngIsPortable();
@@ -1037,5 +1102,6 @@ int main() {
   testCachingAllocator();
   testLrSchedule();
   testDistributedShares();
+  testEmbeddingIndex();
   return siamese::test::summary();
 }
