@@ -223,6 +223,12 @@ export interface NativeModel {
     onEvent: (event: NativeTrainingEvent) => void): Promise<NativeTrainingResult>
   stopTraining(): void
   dispose(): void
+  /** Each query's k nearest rows of `index` (fewer when it has fewer), best first: [Q, k] row-major. */
+  searchIndex(index: NativeIndex, queries: Float32Array, k: number): Promise<NativeNeighbours>
+  /** 16 hex digits that change when anything deciding the embeddings does. */
+  fingerprint(): Promise<string>
+  /** The shared forward passes of predictPairs/comparePairs calls so far, and the calls waiting now. */
+  batchStats(): NativeBatchStats
 }
 
 /** The caching CPU allocator's counters (native/core/cpu_allocator.h). */
@@ -250,6 +256,32 @@ export interface NativeContract {
 }
 
 /** The raw addon: plain values in, plain values out; every check happens before a call. */
+/** A gallery's embeddings in memory (native/core/gallery_index.h), keyed by database ids. */
+export interface NativeIndex {
+  /** All of them, or none (an id present already is refused). */
+  add(ids: Float64Array, rows: Float32Array): Promise<void>
+  /** How many of those ids were present. */
+  remove(ids: Float64Array): Promise<number>
+  size(): number
+}
+
+export interface NativeBatchStats {
+  passes: number
+  pairs: number
+  calls: number
+  /** Passes of at most 1, 2, 4, ..., 256 pairs, then of more. */
+  bySize: number[]
+  waiting: number
+}
+
+export interface NativeNeighbours {
+  ids: Float64Array
+  pSame: Float32Array
+  distance: Float32Array
+  /** Neighbours a query: min(k, rows). */
+  k: number
+}
+
 export interface Binding {
   init(errorClass: typeof SiameseTorchError): void
   version(): NativeVersion
@@ -262,6 +294,7 @@ export interface Binding {
   createModel(config: NativeModelConfig, device: string, seed: number, threads: number,
     init?: { path: string, prefix: string }, weightInit?: WeightInit): Promise<NativeModel>
   NativePixels: new (count: number, height: number, width: number, channels: number) => NativePixels
+  NativeIndex: new (dims: number, capacity?: number) => NativeIndex
   /** Augmented copies of uint8 images [count, height, width, channels], as the trainer draws them (seeded). */
   augmentImages(images: Uint8Array, count: number, width: number, height: number, channels: number,
     augment: NativeAugment, seed: number): Uint8Array

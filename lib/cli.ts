@@ -12,16 +12,17 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 
 import { choices, defaults, evaluationSettings, modelSettings, recipeTrainingDefaults, trainingSettings, type Channels, type Fit, type Precision, type Setting } from './contract.js'
 import { classFolderSet } from './datasets/image-folder.js'
-import type { DataSplit } from './datasets/types.js'
+import type { DataSplit, LabelledImages } from './datasets/types.js'
 import { launchedAsRank, resolveDistributed } from './distributed.js'
 import { SiameseTorchError } from './errors.js'
 import { prepareOutDir, prepareOutFile } from './files.js'
 import { launchLocalRanks } from './launch.js'
-import { serve } from './serve.js'
+import { TrainingFeed } from './page.js'
+import { serve, type ServeHandle } from './serve.js'
 import { loadModel, train, type LoadModelOptions, type Metrics, type SiameseModel, type Verification } from './model.js'
 import { nativeAugment, readCheckpoint, resolveData, resolveFit, trainOptionsOf, type TrainOptions } from './options.js'
 import { epochMetrics, type EpochMetrics, type ProgressEvent } from './progress.js'
-import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, rocSvg, writeSvgAndPng } from './report.js'
+import { augmentSheetSvg, curvesSvg, embeddingMapSvg, pairsSheetSvg, rocSvg, svgToPng, writeSvgAndPng } from './report.js'
 import { invalidArg } from './validate.js'
 import { packageVersion, version, type VersionInfo } from './version.js'
 
@@ -145,6 +146,9 @@ interface TrainFlags extends Record<string, unknown> {
   fit?: Fit
   nproc?: number
   distTimeout?: number
+  serve?: number
+  host?: string
+  tokenFile?: string
 }
 
 /** The library's options from the flags the user typed, and only those. */
@@ -267,6 +271,124 @@ class TrainingReport {
   }
 }
 
+/** The name `train --serve` serves the trained model under (its file's name, model.safetensors, less the extension). */
+const TRAINED_MODEL_NAME = 'model'
+
+/**
+ * `train --serve`: the server whose page watches the run (rank 0's alone), the feed it streams,
+ * and the sheet of test pairs drawn from each checkpoint. Sheets are drawn one at a time, on one
+ * thread, from the newest checkpoint waiting (those overtaken are skipped), so that they never
+ * pile up; a sheet that fails is reported on stderr and training goes on.
+ */
+class LiveTraining {
+  #test: LabelledImages | undefined
+  #recordedTest: Promise<LabelledImages | undefined> | undefined
+  #pending: string | undefined
+  #drawing: Promise<void> = Promise.resolve()
+  #busy = false
+
+  private constructor (readonly server: ServeHandle, readonly feed: TrainingFeed, private readonly json: boolean) {}
+
+  /** Starts the server (with no model until training ends) and says where. */
+  static async start (flags: TrainFlags, json: boolean): Promise<LiveTraining> {
+    const feed = new TrainingFeed()
+    const token = flags.tokenFile === undefined ? undefined : await readTokenFile(flags.tokenFile)
+    const server = await serve({ models: [], training: feed, port: flags.serve ?? 8080, host: flags.host ?? '127.0.0.1', ...(token !== undefined ? { token } : {}) })
+    out(json ? JSON.stringify({ type: 'serve', url: server.url, models: [] }) : `watching at ${server.url}`)
+    return new LiveTraining(server, feed, json)
+  }
+
+  /** The test split the sheets show (a new run's data; a resumed run's is read from its checkpoint). */
+  useTestSet (test: LabelledImages | undefined): void {
+    this.#test = test
+  }
+
+  /** Training's events: to the feed, and each checkpoint to a sheet. */
+  onProgress (report: (e: ProgressEvent) => void): (e: ProgressEvent) => void {
+    return (e) => {
+      report(e)
+      this.feed.push(e)
+      if (e.type === 'file' && e.kind === 'checkpoint') {
+        this.#pending = e.path
+        if (!this.#busy) this.#drawing = this.#drain()
+      }
+    }
+  }
+
+  async #drain (): Promise<void> {
+    this.#busy = true
+    try {
+      for (let path = this.#pending; path !== undefined; path = this.#pending) {
+        this.#pending = undefined
+        try {
+          const model = await loadModel(path, { threads: 1 })
+          try {
+            await this.#publish(model, Number(model.metadata['epoch'] ?? /checkpoint-epoch-(\d+)/.exec(path)?.[1] ?? 0))
+          } finally {
+            model.dispose()
+          }
+        } catch (err) {
+          this.#warn(`the sheet of test pairs of ${path} was not drawn (${err instanceof Error ? err.message : String(err)}); training goes on`)
+        }
+      }
+    } finally {
+      this.#busy = false
+    }
+  }
+
+  async #publish (model: SiameseModel, epoch: number): Promise<void> {
+    if (this.#test === undefined) {
+      // A resumed run: the data its checkpoint recorded, read once at the model's size.
+      this.#recordedTest ??= (async () => {
+        const source = recordedSource(model)
+        return source === undefined ? undefined : (await resolveData(source, false, { ...model.config, fit: resolveFit({}, trainOptionsOf(model.metadata)) })).test
+      })()
+    }
+    const test = this.#test ?? await this.#recordedTest
+    if (test === undefined) return
+    const svg = await pairsSheetSvg(model, test, `Fixed test pairs after epoch ${epoch}: P(same), green right, red wrong`)
+    this.feed.publishSheet(await svgToPng(svg), epoch)
+  }
+
+  #warn (line: string): void {
+    process.stderr.write(`siamese-torch: ${line}\n`)
+  }
+
+  /**
+   * Training has ended: the last sheet (when no checkpoint drew it), the model served, the end
+   * told; then serves until SIGINT or SIGTERM, and closes gracefully.
+   */
+  async serveTrained (model: SiameseModel, lastEpoch: number): Promise<void> {
+    await this.#drawing
+    if (lastEpoch > 0 && this.feed.state.sheetEpoch !== lastEpoch) {
+      await this.#publish(model, lastEpoch).catch((err: unknown) => this.#warn(`the last sheet of test pairs was not drawn (${err instanceof Error ? err.message : String(err)})`))
+    }
+    await this.server.addModel(TRAINED_MODEL_NAME, model)
+    this.feed.finish()
+    out(this.json
+      ? JSON.stringify({ type: 'serve', url: this.server.url, models: [TRAINED_MODEL_NAME] })
+      : `serving the trained model as "${TRAINED_MODEL_NAME}" at ${this.server.url} until Ctrl-C or SIGTERM`)
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGTERM', stop)
+        process.off('SIGINT', stop)
+        if (!this.json) out('stopping: finishing the requests in flight')
+        resolve()
+      }
+      process.on('SIGTERM', stop)
+      process.on('SIGINT', stop)
+    })
+    await this.server.close()
+  }
+
+  /** Ends the page's watch: the run failed or stopped (the reason told), then the server closes. */
+  async close (error?: string): Promise<void> {
+    if (!this.feed.state.done) this.feed.finish(error)
+    await this.#drawing
+    await this.server.close()
+  }
+}
+
 /** The command that continues a stopped run: its last checkpoint, its data and its folder. */
 function resumeCommand (checkpoint: string, data: string | undefined, outDir: string): string {
   const quote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`)
@@ -304,6 +426,9 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
   const json = flags.json === true
   const tty = process.stdout.isTTY === true && !json
   const outDir = resolve(flags.out)
+  if (flags.serve === undefined && (flags.host !== undefined || flags.tokenFile !== undefined)) {
+    throw new UsageError(`${flags.host !== undefined ? '--host' : '--token-file'} goes with --serve`)
+  }
   // A new run trains on --data or the default; a resumed one on its checkpoint's data unless --data says otherwise.
   const source = flags.data ?? (flags.resume === undefined ? defaults.data : undefined)
   const report = new TrainingReport(json, tty, outDir, `Training on ${source ?? 'the checkpoint\'s data'}`)
@@ -315,11 +440,17 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     interrupted = true
     controller.abort(new Error('stopped by Ctrl-C'))
   }
+  // --serve: rank 0 serves the page that watches the run, from before the data is read.
+  const live = flags.serve !== undefined && speaks ? await LiveTraining.start(flags, json) : undefined
   process.on('SIGINT', onSigint)
+  let failure: string | undefined
   try {
     const options = {
       ...trainOptionsFrom(flags, outDir),
-      onProgress: report.onProgress,
+      // Watched, a run checkpoints every epoch unless told otherwise: each checkpoint draws the page's
+      // sheet. Every rank of a distributed run takes it, as all must run the same settings.
+      ...(flags.serve !== undefined && flags['saveEvery'] === undefined ? { saveEvery: 1 } : {}),
+      onProgress: live === undefined ? report.onProgress : live.onProgress(report.onProgress),
       signal: controller.signal,
       ...(distributed !== undefined ? { distributed: timeoutMs === undefined ? true : { timeoutMs } } : {})
     }
@@ -333,6 +464,7 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
       fit: flags.fit
     }
     const data = flags.resume === undefined && source !== undefined ? await resolveData(source, flags.download === true, folderTarget) : undefined
+    live?.useTestSet(data?.test)
     if (speaks && data !== undefined && options.augment !== undefined && options.augment !== false) {
       await prepareOutDir(outDir, '--out')
       const sheet = await augmentSheetSvg(data.train, nativeAugment(options.augment), options.seed ?? 0,
@@ -345,12 +477,20 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
       const trainedOn = recordedSource(model)
       const pictured = data ?? (trainedOn === undefined ? undefined : await resolveData(trainedOn, false, { ...model.config, fit: resolveFit({}, trainOptionsOf(model.metadata)) }))
       if (speaks && pictured !== undefined) await report.drawModel(model, pictured)
+      if (live !== undefined && !interrupted) {
+        // Served until SIGINT or SIGTERM: Ctrl-C no longer stops training, it stops the server.
+        process.off('SIGINT', onSigint)
+        report.printSummary()
+        await live.serveTrained(model, report.history.at(-1)?.epoch ?? 0)
+        return 0
+      }
     } finally {
       model.dispose()
     }
   } catch (err) {
     report.stopBar()
     await report.flush().catch(() => {})
+    failure = interrupted ? 'stopped by Ctrl-C' : err instanceof Error ? err.message : String(err)
     // A distributed run stops on every rank when one is interrupted.
     if (err instanceof SiameseTorchError && err.code === 'ABORT_ERR' && (interrupted || distributed !== undefined)) {
       const last = report.lastCheckpoint()
@@ -362,6 +502,7 @@ async function trainCommand (flags: TrainFlags): Promise<number> {
     throw err
   } finally {
     process.off('SIGINT', onSigint)
+    await live?.close(failure)
   }
   if (speaks) report.printSummary()
   return 0
@@ -422,10 +563,16 @@ function defineTrainCommand (program: Command): void {
       (text: string) => positiveInteger(text, '--nproc'))
     .option('--dist-timeout <seconds>', 'distributed runs: how long to wait for the other ranks before failing with ERR_DISTRIBUTED (default 300)',
       (text: string) => positiveInteger(text, '--dist-timeout'))
+    .addOption(new Option('--serve [port]', 'watch the run on a web page served at this port (default 8080; 0: any free one): live curves, progress and test pairs; ' +
+      'then serve the trained model until Ctrl-C or SIGTERM. Checkpoints every epoch unless --save-every says otherwise')
+      .preset('8080').argParser((text: string) => portNumber(text, '--serve')))
+    .option('--host <address>', 'with --serve: the address to listen on (default 127.0.0.1); other than loopback, others can reach it')
+    .option('--token-file <file>', 'with --serve: require Authorization: Bearer <the file\'s first line> (the page has a field for it)')
     .addHelpText('after', '\nExample:\n  siamese-torch train --epochs 2 --out out\n  siamese-torch train --data fashion-mnist --download --loss triplet --mining semi-hard\n' +
       '  siamese-torch train --data ./photos --tower resnet18 --size 64x64 --init resnet18.safetensors --freeze-tower 3 --augment\n' +
       '  siamese-torch train --resume out/checkpoint-epoch-2.safetensors --out out\n' +
       '  siamese-torch train --nproc 2 --epochs 2 --out out        (two ranks on this machine)\n' +
+      '  siamese-torch train --epochs 5 --serve                    (watch it at http://127.0.0.1:8080)\n' +
       '  torchrun --nproc_per_node 2 --no_python siamese-torch train --epochs 2 --out out')
     .action(async (flags: TrainFlags) => { process.exitCode = await trainCommand(flags) })
 }
@@ -535,6 +682,24 @@ function defineCompareCommand (program: Command): void {
     })
 }
 
+/** `--token-file`: the token is the file's first line. */
+async function readTokenFile (file: string): Promise<string> {
+  let token: string | undefined
+  try {
+    token = (await readFile(file, 'utf8')).split('\n')[0]?.trim()
+  } catch (err) {
+    throw new SiameseTorchError(`--token-file: ${file} cannot be read (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE', { path: file })
+  }
+  if (!token) throw invalidArg('--token-file', 'a file whose first line is the token', file)
+  return token
+}
+
+/** `--serve`'s port: 0 (any free one) to 65535. */
+function portNumber (text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || Number(text) > 65535) throw new InvalidArgumentError(`${flag}: expected a port from 0 to 65535; received "${text}"`)
+  return Number(text)
+}
+
 /** The `serve` command: models behind HTTP until SIGTERM or Ctrl-C, which finish the requests in flight. */
 function defineServeCommand (program: Command): void {
   program.command('serve')
@@ -543,19 +708,14 @@ function defineServeCommand (program: Command): void {
     .option('--port <n>', 'the port (0: any free one)', (text: string) => (text === '0' ? 0 : positiveInteger(text, '--port')), 8080)
     .option('--host <address>', 'the address to listen on; other than loopback, others can reach it', '127.0.0.1')
     .option('--token-file <file>', 'require Authorization: Bearer <the file\'s first line> on every request but the health checks')
+    .option('--galleries <dir>', 'a folder of galleries (<name>.sqlite, made when missing): /galleries/<name>/items, /classify, /identify')
     .addHelpText('after', '\nExample:\n  siamese-torch serve siamese-out/model.safetensors --port 8080\n' +
       '  curl -s localhost:8080/v2/models/model')
-    .action(async (paths: string[], flags: { port: number, host: string, tokenFile?: string }) => {
-      let token: string | undefined
-      if (flags.tokenFile !== undefined) {
-        try {
-          token = (await readFile(flags.tokenFile, 'utf8')).split('\n')[0]?.trim()
-        } catch (err) {
-          throw new SiameseTorchError(`--token-file: ${flags.tokenFile} cannot be read (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE', { path: flags.tokenFile })
-        }
-        if (!token) throw invalidArg('--token-file', 'a file whose first line is the token', flags.tokenFile)
-      }
-      const server = await serve({ models: paths, port: flags.port, host: flags.host, ...(token !== undefined ? { token } : {}) })
+    .action(async (paths: string[], flags: { port: number, host: string, tokenFile?: string, galleries?: string }) => {
+      const token = flags.tokenFile === undefined ? undefined : await readTokenFile(flags.tokenFile)
+      const server = await serve({
+        models: paths, port: flags.port, host: flags.host, ...(token !== undefined ? { token } : {}), ...(flags.galleries !== undefined ? { galleries: flags.galleries } : {})
+      })
       out(`serving ${[...server.models.keys()].join(', ')} at ${server.url}`)
       await new Promise<void>((resolve) => {
         const stop = (): void => {

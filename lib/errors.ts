@@ -21,6 +21,8 @@
  *   (`serve`): an unknown model or endpoint (404), a body, image or request over a limit (413),
  *   a request that did not arrive in time (408), a missing or wrong bearer token (401). The server
  *   answers `ERR_BUSY` (503) when its queue is full.
+ * - `ERR_MODEL_MISMATCH`: a gallery whose embeddings were made by another model (another
+ *   fingerprint): it is refused, or re-embedded when asked (`openGallery(..., { reembed: true })`).
  * - `ERR_DISTRIBUTED`: a distributed run cannot go on: a rank died, hung or cannot be reached, the
  *   store cannot be reached or served, or the ranks were started with other settings; the message
  *   names the rank and the cause.
@@ -44,6 +46,7 @@ export type ErrorCode =
   | 'ERR_TOO_LARGE'
   | 'ERR_TIMEOUT'
   | 'ERR_UNAUTHORIZED'
+  | 'ERR_MODEL_MISMATCH'
   | 'ERR_ADDON_LOAD'
   | 'ERR_NATIVE'
   | 'ERR_NATIVE_OOM'

@@ -2,7 +2,7 @@
 // createModel and loadModel. Every method checks its arguments here and runs off the main thread.
 import { resolve } from 'node:path'
 
-import { binding, type NativeModel } from './binding.js'
+import { binding, type NativeBatchStats, type NativeIndex, type NativeModel, type NativeNeighbours } from './binding.js'
 import {
   defaults, downloadSettings, evaluationSettings, modelSettings, read, trainingSettings,
   type Channels, type EpisodeScope, type Fit, type Loss, type Precision, type Tower
@@ -206,6 +206,12 @@ function asList<T> (value: T | readonly T[]): readonly T[] {
 // module, and nothing in the published types, can.
 let wrapNative: (native: NativeModel) => SiameseModel
 let trainNative: (model: SiameseModel, o: Record<string, unknown>, checkpoint: Checkpoint | undefined, afterAbort: AfterAbort) => Promise<TrainingResult>
+/** For lib/gallery.ts: images as the model's calls decode them (its size, channels and fit), one after another. */
+export let modelPixels: (model: SiameseModel, images: readonly unknown[], name: string) => Promise<Uint8Array>
+/** For lib/gallery.ts: each query embedding's k nearest rows of a gallery's index, by the model's pair score. */
+export let searchIndex: (model: SiameseModel, index: NativeIndex, queries: Float32Array, k: number) => Promise<NativeNeighbours>
+/** For lib/serve.ts's /metrics: the model's shared forward passes (native/addon/batcher.h) and the calls waiting. */
+export let batchStats: (model: SiameseModel) => NativeBatchStats
 
 /**
  * A Siamese network: two towers with shared weights that turn images into embeddings, and a
@@ -227,6 +233,9 @@ export class SiameseModel {
   static {
     wrapNative = (native) => new SiameseModel(native)
     trainNative = (model, o, checkpoint, afterAbort) => model.#job((native) => runTraining(native, o, checkpoint, afterAbort))
+    modelPixels = (model, images, name) => model.#job(async (native) => toPixels(images, model.#target(native, undefined, 'options'), name))
+    searchIndex = (model, index, queries, k) => model.#job(async (native) => native.searchIndex(index, queries, k))
+    batchStats = (model) => model.#use().batchStats()
   }
 
   /** Use `train`, `createModel` or `loadModel`. */
@@ -483,6 +492,23 @@ export class SiameseModel {
     if (classes === undefined || (classes.length === DIGITS.length && classes.every((c, i) => c === DIGITS[i]))) return defaults.data
     throw invalidArg('data', `the data to evaluate on: this model was trained on ${recorded?.dataName ?? 'other data'} ` +
       `(classes ${classes.slice(0, 5).join(', ')}${classes.length > 5 ? ', ...' : ''}), not on the digits`, undefined)
+  }
+
+  /**
+   * 16 hex digits that identify what decides this model's embeddings: its input size, channels,
+   * normalisation, tower and every weight and statistic, bit for bit. A saved and loaded model
+   * keeps it; training changes it. Galleries record it, so that embeddings of two models are
+   * never mixed.
+   *
+   * @example
+   * ```ts
+   * const a = await loadModel('model.safetensors')
+   * console.log(await a.fingerprint())   // e.g. '3f9c0d1e2a4b5c6d'
+   * ```
+   */
+  async fingerprint (): Promise<string> {
+    const site = callSite()
+    return this.#job(async (native) => rethrowAtCallSite(native.fingerprint(), site))
   }
 
   /**

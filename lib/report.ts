@@ -43,6 +43,11 @@ export async function writeSvgAndPng (svg: string, base: string): Promise<string
   return [`${base}.svg`, `${base}.png`]
 }
 
+/** An SVG rasterised to PNG bytes, on white; `scale` 1 is the SVG's own size in pixels. */
+export async function svgToPng (svg: string, scale = 1): Promise<Buffer> {
+  return sharp()(Buffer.from(svg), { density: 72 * scale }).flatten({ background: '#ffffff' }).png().toBuffer()
+}
+
 function linePanel (metric: 'loss' | 'accuracy', x: number, width: number): VegaSpec {
   const isAccuracy = metric === 'accuracy'
   return {

@@ -6,13 +6,17 @@
 // package's code; nothing a client sends can crash the server.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { basename, extname } from 'node:path'
+import { mkdir, readdir } from 'node:fs/promises'
+import { basename, extname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import busboy from 'busboy'
 import sharp from 'sharp'
 import { SiameseTorchError, type ErrorCode } from './errors.js'
 import type { RawImage } from './inputs.js'
-import { loadModel, type SiameseModel } from './model.js'
+import { galleryFingerprint, openGallery, type Gallery, type GalleryMatch } from './gallery.js'
+import type { NativeBatchStats } from './binding.js'
+import { batchStats, loadModel, SiameseModel } from './model.js'
+import { pageRoutes, TrainingFeed } from './page.js'
 import { integerIn, invalidArg, isPlainObject, nonEmptyString } from './validate.js'
 import { packageVersion } from './version.js'
 
@@ -32,7 +36,11 @@ export interface ServeLimits {
 
 /** Options of `serve`. */
 export interface ServeOptions {
-  /** The models: file paths or loaded models, named by their file's name (less `.safetensors`) or by the keys of an object. */
+  /**
+   * The models: file paths or loaded models, named by their file's name (less `.safetensors`) or
+   * by the keys of an object. May be empty (`[]`) when `training` is given: the trained model
+   * joins later, through `addModel`.
+   */
   models: ReadonlyArray<string | SiameseModel> | Readonly<Record<string, string | SiameseModel>>
   /** Default 8080; 0 picks a free port. */
   port?: number
@@ -41,6 +49,19 @@ export interface ServeOptions {
   /** When set, every request but the health checks needs `Authorization: Bearer <token>` (401 `ERR_UNAUTHORIZED`). */
   token?: string
   limits?: Partial<ServeLimits>
+  /**
+   * A folder of galleries, one SQLite file each (`<name>.sqlite`), made when missing: enables
+   * `/galleries/{name}/items`, `/classify` and `/identify` (see `openGallery`). A gallery is served
+   * with the model whose fingerprint it carries; one made with none of the served models answers
+   * 409 `ERR_MODEL_MISMATCH`.
+   */
+  galleries?: string
+  /**
+   * A training run to show live on the page at `/`: its curves, progress and sheet of test pairs,
+   * streamed as server-sent events at `GET /events` (docs/serve.md, "The page"). This is what
+   * `siamese-torch train --serve` does.
+   */
+  training?: TrainingFeed
 }
 
 /** A running server. */
@@ -51,7 +72,14 @@ export interface ServeHandle {
   host: string
   /** The models served, by name. */
   models: ReadonlyMap<string, SiameseModel>
-  /** Stops accepting requests, finishes those in flight, then frees the models it loaded. */
+  /**
+   * Serves one more model under `name` (letters, digits, `_`, `.`, `-`; not one served already):
+   * a file path, which the server loads and frees on `close()`, or a loaded model, which stays the
+   * caller's (free it after `close()`). E.g. the model a watched training run ends with:
+   * `await server.addModel('digits', model)`.
+   */
+  addModel: (name: string, model: string | SiameseModel) => Promise<void>
+  /** Stops accepting requests, ends the event streams, finishes the requests in flight, then frees the models it loaded. */
   close: () => Promise<void>
 }
 
@@ -64,12 +92,18 @@ class HttpError extends SiameseTorchError {
   }
 }
 
+/** A handler's answer that is not JSON: bytes of a content type. */
+class Binary {
+  constructor (readonly type: string, readonly body: Buffer) {}
+}
+
 const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   ERR_INVALID_ARG: 400,
   ERR_BAD_FILE: 400,
   ERR_UNAUTHORIZED: 401,
   ERR_NOT_FOUND: 404,
   ERR_TIMEOUT: 408,
+  ERR_MODEL_MISMATCH: 409,
   ERR_TOO_LARGE: 413,
   ERR_UNSUPPORTED: 501,
   ERR_BUSY: 503
@@ -117,7 +151,26 @@ class Metrics {
     h.observe(seconds)
   }
 
-  text (): string {
+  /** Prometheus text: the requests, and the shared forward passes and waiting calls of each model. */
+  text (models: ReadonlyMap<string, SiameseModel>): string {
+    const passes: string[] = []
+    const waiting: string[] = []
+    for (const [name, model] of models) {
+      let s: NativeBatchStats
+      try {
+        s = batchStats(model)
+      } catch {
+        continue // disposed under the server by its owner
+      }
+      const label = `model="${name}"`
+      let cumulative = 0
+      s.bySize.forEach((n, i) => {
+        cumulative += n
+        passes.push(`siamese_forward_pass_pairs_bucket{${label},le="${i < SIZE_BUCKETS.length ? SIZE_BUCKETS[i] ?? '+Inf' : '+Inf'}"} ${cumulative}`)
+      })
+      passes.push(`siamese_forward_pass_pairs_sum{${label}} ${s.pairs}`, `siamese_forward_pass_pairs_count{${label}} ${s.passes}`)
+      waiting.push(`siamese_model_waiting_calls{${label}} ${s.waiting}`)
+    }
     const out = [
       '# HELP siamese_requests_total Requests answered, by endpoint and status.',
       '# TYPE siamese_requests_total counter',
@@ -133,7 +186,13 @@ class Metrics {
       ...this.images.lines('siamese_request_images', ''),
       '# HELP siamese_requests_in_flight Requests received and not yet answered (the queue depth).',
       '# TYPE siamese_requests_in_flight gauge',
-      `siamese_requests_in_flight ${this.inFlight}`
+      `siamese_requests_in_flight ${this.inFlight}`,
+      '# HELP siamese_forward_pass_pairs Pairs each forward pass of a model carried: concurrent compare and pair-infer requests share passes.',
+      '# TYPE siamese_forward_pass_pairs histogram',
+      ...passes,
+      '# HELP siamese_model_waiting_calls Pair calls waiting for the model\'s next forward pass.',
+      '# TYPE siamese_model_waiting_calls gauge',
+      ...waiting
     ]
     return `${out.join('\n')}\n`
   }
@@ -236,8 +295,8 @@ async function readMultipart (req: IncomingMessage, limits: ServeLimits): Promis
   })
 }
 
-/** The images and fields of a /compare or /embed request: JSON (base64 images) or multipart (files). */
-async function readImages (req: IncomingMessage, limits: ServeLimits, names: string[]): Promise<{ images: Map<string, Buffer[]>, model: unknown }> {
+/** The images and the other fields of a request: JSON (base64 images) or multipart (files and fields). */
+async function readImages (req: IncomingMessage, limits: ServeLimits, names: string[]): Promise<{ images: Map<string, Buffer[]>, fields: Record<string, unknown> }> {
   const images = new Map<string, Buffer[]>()
   if (contentType(req) === 'multipart/form-data') {
     const { files, fields } = await readMultipart(req, limits)
@@ -245,7 +304,7 @@ async function readImages (req: IncomingMessage, limits: ServeLimits, names: str
       const list = files.get(name) ?? []
       images.set(name, await Promise.all(list.map(async (bytes, i) => checkedImage(bytes, list.length > 1 ? `${name}[${i}]` : name, limits))))
     }
-    return { images, model: fields.get('model') }
+    return { images, fields: Object.fromEntries(fields) }
   }
   const body = await readJson(req, limits)
   for (const name of names) {
@@ -254,7 +313,7 @@ async function readImages (req: IncomingMessage, limits: ServeLimits, names: str
     checkImageCount(list.length, limits)
     images.set(name, await Promise.all(list.map(async (d, i) => encodedImage(d, Array.isArray(value) ? `${name}[${i}]` : name, limits))))
   }
-  return { images, model: body['model'] }
+  return { images, fields: body }
 }
 
 /** An encoded image (base64), checked from its header before anything decodes it. */
@@ -315,18 +374,25 @@ async function v2Images (input: unknown, name: string, limits: ServeLimits): Pro
 
 // ---- the server ----
 
-function modelsByName (models: ServeOptions['models']): Array<[string, string | SiameseModel]> {
+function modelsByName (models: ServeOptions['models'], training: boolean): Array<[string, string | SiameseModel]> {
   const entries: Array<[string, string | SiameseModel]> = Array.isArray(models)
     ? (models as ReadonlyArray<string | SiameseModel>).map((m, i) => [typeof m === 'string' ? basename(m, extname(m)) : `model-${i}`, m])
     : isPlainObject(models) ? Object.entries(models as Record<string, string | SiameseModel>) : []
-  if (entries.length === 0) throw invalidArg('models', 'model files or models, in an array or by name', models)
+  if (entries.length === 0 && !(training && (Array.isArray(models) || isPlainObject(models)))) {
+    throw invalidArg('models', 'model files or models, in an array or by name', models)
+  }
   const names = new Set<string>()
   for (const [name] of entries) {
-    if (!/^[\w.-]+$/.test(name)) throw invalidArg('models', 'names of letters, digits, _, . and - (they are URL path parts)', name)
-    if (names.has(name)) throw invalidArg('models', 'distinct names (give an object to name them)', name)
+    checkModelName(name, names, 'models')
     names.add(name)
   }
   return entries
+}
+
+function checkModelName (name: unknown, taken: ReadonlySet<string>, option: string): string {
+  if (typeof name !== 'string' || !/^[\w.-]+$/.test(name)) throw invalidArg(option, 'names of letters, digits, _, . and - (they are URL path parts)', name)
+  if (taken.has(name)) throw invalidArg(option, 'distinct names (give an object to name them)', name)
+  return name
 }
 
 /**
@@ -355,7 +421,8 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       limits[key as keyof ServeLimits] = integerIn(value, `limits.${key}`, 1)
     }
   }
-  const entries = modelsByName(options.models)
+  if (options.training !== undefined && !(options.training instanceof TrainingFeed)) throw invalidArg('training', 'a TrainingFeed', options.training)
+  const entries = modelsByName(options.models, options.training !== undefined)
   const loaded: SiameseModel[] = []
   const models = new Map<string, SiameseModel>()
   try {
@@ -376,8 +443,13 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     return model
   }
   const only = (): SiameseModel => {
-    const name = models.size === 1 ? [...models.keys()][0] : undefined
-    return modelOf(name)
+    const [first] = models.values()
+    if (models.size !== 1 || first === undefined) {
+      throw models.size === 0
+        ? new HttpError(503, 'no model is served yet', 'ERR_BUSY', { 'Retry-After': '5' })
+        : invalidArg('model', `the name of one of the served models (${[...models.keys()].join(', ')})`, undefined)
+    }
+    return first
   }
   const pickModel = (body: Record<string, unknown>): SiameseModel => (body['model'] === undefined ? only() : modelOf(nonEmptyString(body['model'], 'model')))
 
@@ -400,6 +472,53 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       parameters: { width, height, channels, loss, threshold: model.config.threshold, pixels: `UINT8 [N, ${height}, ${width}${channels === 3 ? ', 3' : ''}] also taken` }
     }
   }
+
+  // ---- galleries ----
+  const galleryDir = options.galleries === undefined ? undefined : resolve(nonEmptyString(options.galleries, 'galleries'))
+  if (galleryDir !== undefined) await mkdir(galleryDir, { recursive: true })
+  const fingerprints = new Map<SiameseModel, Promise<string>>()
+  const fingerprintOf = async (model: SiameseModel): Promise<string> => {
+    let f = fingerprints.get(model)
+    if (!f) fingerprints.set(model, f = model.fingerprint())
+    return f
+  }
+  const nameOf = (model: SiameseModel): string => [...models].find(([, m]) => m === model)?.[0] ?? ''
+  const opened = new Map<string, Promise<Gallery>>()
+  const galleryOf = async (encoded: string | undefined, create?: Record<string, unknown>): Promise<Gallery> => {
+    if (galleryDir === undefined) throw new HttpError(404, 'this server has no galleries (serve it with a galleries folder: --galleries DIR)', 'ERR_NOT_FOUND')
+    const name = decodeURIComponent(encoded ?? '')
+    if (!/^[\w-][\w.-]{0,127}$/.test(name)) throw invalidArg('gallery', 'a name of letters, digits, _, . and - (not starting with .)', name)
+    let gallery = opened.get(name)
+    if (gallery) return gallery
+    const file = join(galleryDir, `${name}.sqlite`)
+    const recorded = galleryFingerprint(file)
+    if (recorded === undefined && create === undefined) throw new HttpError(404, `no gallery named ${name}`, 'ERR_NOT_FOUND')
+    let model: SiameseModel | undefined
+    if (recorded === undefined) {
+      model = pickModel(create ?? {})
+    } else {
+      for (const m of models.values()) if (await fingerprintOf(m) === recorded) model = m
+      if (!model) {
+        throw new SiameseTorchError(`the gallery ${name} was made with a model this server does not serve (fingerprint ${recorded}); serve that model, or re-embed the gallery with openGallery(file, model, { reembed: true })`, 'ERR_MODEL_MISMATCH')
+      }
+    }
+    gallery = openGallery(file, model)
+    opened.set(name, gallery)
+    gallery.catch(() => opened.delete(name))
+    return gallery
+  }
+  const galleryFromBody = (fields: Record<string, unknown>): string => nonEmptyString(fields['gallery'], 'gallery')
+  const kOf = (value: unknown, fallback: number): number => (value === undefined || value === '' ? fallback : integerIn(typeof value === 'string' ? Number(value) : value, 'k', 1, 1000))
+  const matchJson = (m: GalleryMatch): Record<string, unknown> => ({ id: m.id, label: m.label, pSame: m.pSame, score: m.pSame, distance: m.distance, same: m.same })
+  const queryImages = (found: Map<string, Buffer[]>): { list: Buffer[], many: boolean } => {
+    const one = found.get('image') ?? []
+    const many = found.get('images') ?? []
+    if (one.length + many.length === 0) throw invalidArg('image', 'an image (or images: a list)', undefined)
+    if (one.length > 0 && many.length > 0) throw invalidArg('images', 'either image or images, not both', many.length)
+    metrics.images.observe(one.length + many.length)
+    return { list: one.length > 0 ? one : many, many: many.length > 0 }
+  }
+  const searchParams = (req: IncomingMessage): URLSearchParams => new URL(req.url ?? '/', 'http://localhost').searchParams
 
   type Handler = (req: IncomingMessage, params: string[]) => unknown
   const routes: Array<{ method: string, path: RegExp, endpoint: string, open?: boolean, handle: Handler }> = [
@@ -443,8 +562,8 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/compare$/,
       endpoint: 'compare',
       handle: async (req) => {
-        const { images, model: name } = await readImages(req, limits, ['a', 'b'])
-        const model = pickModel({ model: name })
+        const { images, fields } = await readImages(req, limits, ['a', 'b'])
+        const model = pickModel(fields)
         const [a] = images.get('a') ?? []
         const [b] = images.get('b') ?? []
         if (a === undefined || (images.get('a') ?? []).length > 1) throw invalidArg('a', 'one image', images.get('a')?.length ?? 0)
@@ -458,18 +577,138 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/embed$/,
       endpoint: 'embed',
       handle: async (req) => {
-        const { images: found, model: name } = await readImages(req, limits, ['images'])
-        const model = pickModel({ model: name })
+        const { images: found, fields } = await readImages(req, limits, ['images'])
+        const model = pickModel(fields)
         const images = found.get('images') ?? []
         if (images.length === 0) throw invalidArg('images', 'one image or more', 0)
         metrics.images.observe(images.length)
         return { embeddings: (await model.embed(images)).map((e) => Array.from(e)) }
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/galleries$/,
+      endpoint: 'galleries',
+      handle: async () => {
+        if (galleryDir === undefined) throw new HttpError(404, 'this server has no galleries (serve it with a galleries folder: --galleries DIR)', 'ERR_NOT_FOUND')
+        const names = (await readdir(galleryDir)).filter((f) => f.endsWith('.sqlite')).map((f) => f.slice(0, -'.sqlite'.length)).sort()
+        return {
+          galleries: await Promise.all(names.map(async (name) => {
+            try {
+              const g = await galleryOf(name)
+              return { name, model: nameOf(g.model), items: g.size, labels: g.labels().length }
+            } catch (err) {
+              const e = err instanceof SiameseTorchError ? err : new SiameseTorchError(String(err), 'ERR_NATIVE')
+              return { name, model: null, items: null, labels: null, error: { code: e.code, message: e.message } }
+            }
+          }))
+        }
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/galleries\/([^/]+)\/items$/,
+      endpoint: 'gallery_enrol',
+      handle: async (req, [name]) => {
+        const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
+        const { list } = queryImages(found)
+        const label = nonEmptyString(fields['label'], 'label')
+        const gallery = await galleryOf(name, fields)
+        if (fields['model'] !== undefined && pickModel(fields) !== gallery.model) {
+          throw new SiameseTorchError(`the gallery ${decodeURIComponent(name ?? '')} belongs to the model ${nameOf(gallery.model)}, not ${nonEmptyString(fields['model'], 'model')}`,
+            'ERR_MODEL_MISMATCH')
+        }
+        const added = await gallery.enrol(label, list)
+        return { gallery: decodeURIComponent(name ?? ''), model: nameOf(gallery.model), items: added, size: gallery.size }
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/galleries\/([^/]+)\/items$/,
+      endpoint: 'gallery_list',
+      handle: async (req, [name]) => {
+        const q = searchParams(req)
+        const number = (key: string): number | undefined => (q.get(key) === null ? undefined : Number(q.get(key)))
+        const gallery = await galleryOf(name)
+        const label = q.get('label')
+        const offset = number('offset')
+        const limit = number('limit')
+        return {
+          ...gallery.list({ ...(label !== null ? { label } : {}), ...(offset !== undefined ? { offset } : {}), ...(limit !== undefined ? { limit } : {}) }),
+          labels: gallery.labels()
+        }
+      }
+    },
+    {
+      method: 'DELETE',
+      path: /^\/galleries\/([^/]+)\/items$/,
+      endpoint: 'gallery_remove',
+      handle: async (req, [name]) => {
+        const label = searchParams(req).get('label')
+        if (label === null) throw invalidArg('label', 'the label whose items to remove (?label=...)', undefined)
+        const gallery = await galleryOf(name)
+        return { removed: await gallery.removeLabel(label), size: gallery.size }
+      }
+    },
+    {
+      method: 'DELETE',
+      path: /^\/galleries\/([^/]+)\/items\/(\d+)$/,
+      endpoint: 'gallery_remove',
+      handle: async (_req, [name, id]) => {
+        const gallery = await galleryOf(name)
+        if (await gallery.remove(Number(id)) === 0) throw new HttpError(404, `no item ${id ?? ''} in the gallery`, 'ERR_NOT_FOUND')
+        return { removed: 1, size: gallery.size }
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/galleries\/([^/]+)\/items\/(\d+)\/image$/,
+      endpoint: 'gallery_image',
+      handle: async (_req, [name, id]) => {
+        const image = (await galleryOf(name)).image(Number(id))
+        if (!image) throw new HttpError(404, `no item ${id ?? ''} in the gallery`, 'ERR_NOT_FOUND')
+        return new Binary('image/png', image)
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/identify$/,
+      endpoint: 'identify',
+      handle: async (req) => {
+        const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
+        const { list, many } = queryImages(found)
+        const gallery = await galleryOf(galleryFromBody(fields))
+        const lists = await gallery.identify(list, { k: kOf(fields['k'], 5) })
+        const head = { gallery: fields['gallery'], model: nameOf(gallery.model), threshold: gallery.model.config.threshold }
+        return many ? { ...head, matches: lists.map((l) => l.map(matchJson)) } : { ...head, matches: (lists[0] ?? []).map(matchJson) }
+      }
+    },
+    {
+      method: 'POST',
+      path: /^\/classify$/,
+      endpoint: 'classify',
+      handle: async (req) => {
+        const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
+        const { list, many } = queryImages(found)
+        const gallery = await galleryOf(galleryFromBody(fields))
+        const verdicts = (await gallery.classify(list, { k: kOf(fields['k'], 10) })).map((v) => ({
+          label: v.label ?? null,
+          known: v.known,
+          classes: v.classes.map((c) => ({ ...c, examples: c.examples.map(matchJson) }))
+        }))
+        const head = { gallery: fields['gallery'], model: nameOf(gallery.model), threshold: gallery.model.config.threshold }
+        return many ? { ...head, results: verdicts } : { ...head, ...verdicts[0] }
       }
     }
   ]
 
   const answer = (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void => {
     if (res.headersSent) return
+    if (value instanceof Binary) {
+      res.writeHead(status, { 'Content-Type': value.type, 'Content-Length': value.body.byteLength, 'Cache-Control': 'no-cache', ...headers })
+      res.end(value.body)
+      return
+    }
     const text = typeof value === 'string' ? value : JSON.stringify(value)
     res.writeHead(status, {
       'Content-Type': typeof value === 'string' ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json; charset=utf-8',
@@ -478,6 +717,9 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     })
     res.end(text)
   }
+
+  // The page at / and live training (lib/page.ts): asked first, below; galleries are the server's routes.
+  const page = pageRoutes({ models, training: options.training, token, galleries: () => galleryDir !== undefined })
 
   // One request, start to answer; every failure becomes a JSON error, and is counted.
   const handleRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -489,13 +731,22 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     try {
       if (path === '/metrics' && req.method === 'GET') {
         endpoint = 'metrics'
-        answer(res, 200, metrics.text())
+        answer(res, 200, metrics.text(models))
         return
       }
-      const route = routes.find((r) => r.path.test(path))
+      const paged = await page.handle(req, res, path)
+      if (paged !== undefined) {
+        ({ endpoint, status } = paged)
+        return
+      }
+      const matching = routes.filter((r) => r.path.test(path))
+      const route = matching.find((r) => r.method === req.method) ?? matching[0]
       if (!route) throw new HttpError(404, `no endpoint ${path}`, 'ERR_NOT_FOUND')
       endpoint = route.endpoint
-      if (req.method !== route.method) throw new HttpError(405, `${path} takes ${route.method}, not ${req.method ?? ''}`, 'ERR_INVALID_ARG', { Allow: route.method })
+      if (req.method !== route.method) {
+        const allowed = matching.map((r) => r.method).join(', ')
+        throw new HttpError(405, `${path} takes ${allowed}, not ${req.method ?? ''}`, 'ERR_INVALID_ARG', { Allow: allowed })
+      }
       if (token !== undefined && route.open !== true && req.headers.authorization !== `Bearer ${token}`) {
         throw new HttpError(401, 'this server needs Authorization: Bearer <token>', 'ERR_UNAUTHORIZED', { 'WWW-Authenticate': 'Bearer' })
       }
@@ -540,12 +791,25 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     port: address.port,
     host: address.address,
     models,
+    addModel: async (name, model) => {
+      checkModelName(name, new Set(models.keys()), 'name')
+      if (typeof model !== 'string' && !(model instanceof SiameseModel)) throw invalidArg('model', 'a model file or a SiameseModel', model)
+      const added = typeof model === 'string' ? await loadModel(model) : model
+      if (closing !== undefined || models.has(name)) {
+        if (typeof model === 'string') added.dispose()
+        throw closing !== undefined ? new SiameseTorchError('the server is closing', 'ERR_DISPOSED') : invalidArg('name', 'a name not served already', name)
+      }
+      if (typeof model === 'string') loaded.push(added)
+      models.set(name, added)
+    },
     close: async () => {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
+        page.close()
         server.closeIdleConnections()
       }).then(async () => {
         await Promise.allSettled([...handling])
+        for (const g of await Promise.allSettled([...opened.values()])) if (g.status === 'fulfilled') g.value.close()
         for (const m of loaded) m.dispose()
       })
       return closing

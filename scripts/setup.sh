@@ -19,4 +19,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# better-sqlite3 (galleries) builds from source with node-gyp where its prebuilt binaries cannot be
+# downloaded; node-gyp then needs Node's headers, which Debian's and NodeSource's node ship:
+# point it at them rather than let it download them.
+if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir)" = "undefined" ]; then
+  prefix=$(dirname "$(dirname "$(command -v node)")")
+  [ -f "$prefix/include/node/common.gypi" ] && export npm_config_nodedir="$prefix"
+fi
 npm ci --no-audit --no-fund

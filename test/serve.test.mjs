@@ -190,7 +190,21 @@ t.test('/metrics counts requests, latencies, images and the queue, in Prometheus
   t.match(text, /^siamese_request_duration_seconds_bucket\{endpoint="infer",le="\+Inf"\} \d+$/m)
   t.match(text, /^siamese_request_images_count \d+$/m)
   t.match(text, /^siamese_requests_in_flight 1$/m, 'this request itself')
+  // The forward passes: 16 concurrent compares share fewer passes than 16.
+  const before = passesOf(text)
+  await Promise.all(Array.from({ length: 16 }, () => post('/compare', { a: b64(pngs[0]), b: b64(pngs[1]) })))
+  const after = await (await get('/metrics')).text()
+  const passes = passesOf(after) - before
+  t.ok(passes >= 1 && passes < 16, `16 compares in ${passes} forward passes`)
+  const name = Object.keys(Object.fromEntries(server.models))[0]
+  const inf = Number(new RegExp(`^siamese_forward_pass_pairs_bucket\\{model="${name}",le="\\+Inf"\\} (\\d+)$`, 'm').exec(after)?.[1])
+  t.equal(inf, passesOf(after), 'the +Inf bucket counts every pass')
+  t.match(after, new RegExp(`^siamese_model_waiting_calls\\{model="${name}"\\} 0$`, 'm'))
 })
+
+function passesOf (text) {
+  return [...text.matchAll(/^siamese_forward_pass_pairs_count\{model="[^"]+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
+}
 
 t.test('close() finishes the requests in flight, then refuses new ones', async (t) => {
   const closing = await serve({ models: { digits: model }, port: 0 })

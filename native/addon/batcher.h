@@ -77,7 +77,32 @@ class PairBatcher {
       pending_.pop_front();
     }
     queued_ = false;
+    if (!batch.empty()) {
+      ++stats_.passes;
+      stats_.pairs += pairs;
+      stats_.calls += static_cast<int64_t>(batch.size());
+      int bucket = 0;
+      while (bucket < kSizeBuckets && pairs > (int64_t{1} << bucket)) ++bucket;
+      ++stats_.bySize[static_cast<size_t>(bucket)];
+    }
     return batch;
+  }
+
+  // What the batches were, for /metrics: forward passes and the pairs and calls they served, the
+  // passes by size (at most 1, 2, 4, ... 256 pairs, then more), and the calls waiting now.
+  struct Stats {
+    int64_t passes = 0;
+    int64_t pairs = 0;
+    int64_t calls = 0;
+    std::vector<int64_t> bySize = std::vector<int64_t>(kSizeBuckets + 1, 0);
+    int64_t waiting = 0;
+  };
+  static constexpr int kSizeBuckets = 9;  // 1, 2, 4, ..., 256
+  Stats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Stats out = stats_;
+    out.waiting = static_cast<int64_t>(pending_.size());
+    return out;
   }
 
   // Main thread, after a batch settled: true when calls are left and no batch is queued for them
@@ -94,6 +119,7 @@ class PairBatcher {
   std::deque<Call> pending_;
   bool queued_ = false;  // a batch is queued and has not taken its calls yet
   int64_t maxPairs_;
+  Stats stats_;
 };
 
 // One batch: takes its calls on the compute thread, runs one forward pass (comparePairs: its

@@ -30,7 +30,13 @@ IndexWrap::IndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IndexWra
   if (!(dims >= 1 && dims <= 65536) || dims != static_cast<double>(static_cast<int64_t>(dims))) {
     throw argError(env, "dimensions from 1 to 65536");
   }
-  index_ = std::make_shared<core::EmbeddingIndex>(static_cast<int64_t>(dims));
+  const double capacity = info.Length() > 1 ? numberArg(info, 1) : 0;
+  if (!(capacity >= 0 && capacity <= 1e10)) throw argError(env, "a capacity of 0 rows or more");
+  try {
+    index_ = std::make_shared<core::EmbeddingIndex>(static_cast<int64_t>(dims), static_cast<int64_t>(capacity));
+  } catch (...) {
+    throw makeError(env, describeCurrentException());
+  }
 }
 
 // add(ids: Float64Array, rows: Float32Array) -> Promise<void>: all of them, or none (ERR_INVALID_ARG
@@ -43,7 +49,11 @@ Napi::Value IndexWrap::Add(const Napi::CallbackInfo& info) {
     if (rows.size(0) != static_cast<int64_t>(ids.size())) throw argError(env, "one row per id");
     auto index = index_;
     return PromiseWorker<bool>::Start(
-        env, [index, ids = std::move(ids), rows]() { index->add(ids, rows); return true; },
+        env,
+        [index, ids = std::move(ids), rows]() {
+          index->add(ids, rows);
+          return true;
+        },
         [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); });
   });
 }
@@ -56,7 +66,9 @@ Napi::Value IndexWrap::Remove(const Napi::CallbackInfo& info) {
     auto index = index_;
     return PromiseWorker<int64_t>::Start(
         env, [index, ids = std::move(ids)]() { return index->remove(ids); },
-        [](Napi::Env e, int64_t& removed) -> Napi::Value { return Napi::Number::New(e, static_cast<double>(removed)); });
+        [](Napi::Env e, int64_t& removed) -> Napi::Value {
+          return Napi::Number::New(e, static_cast<double>(removed));
+        });
   });
 }
 

@@ -16,7 +16,7 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   // The index a JavaScript value is, or nullptr when it is not one.
   static IndexWrap* from(Napi::Env env, const Napi::Value& value);
 
-  // new NativeIndex(dims)
+  // new NativeIndex(dims, capacity?): capacity, rows to make room for at once
   explicit IndexWrap(const Napi::CallbackInfo& info);
 
   // Shared with the jobs that use it, so that it outlives a search in flight.

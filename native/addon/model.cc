@@ -261,6 +261,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
                            InstanceMethod("setPredictBatch", &ModelWrap::SetPredictBatch),
                            InstanceMethod("searchIndex", &ModelWrap::SearchIndex),
+                           InstanceMethod("batchStats", &ModelWrap::BatchStats),
                            InstanceMethod("fingerprint", &ModelWrap::Fingerprint),
                        });
   }
@@ -425,6 +426,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           env, [model]() { return core::modelFingerprint(*model); },
           [](Napi::Env e, std::string& text) -> Napi::Value { return Napi::String::New(e, text); });
     });
+  }
+
+  // batchStats() -> { passes, pairs, calls, bySize: number[10], waiting }: the shared forward passes
+  // of predictPairs and comparePairs calls so far (batcher.h), and the calls waiting now.
+  Napi::Value BatchStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const PairBatcher::Stats s = batcher_->stats();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("passes", static_cast<double>(s.passes));
+    out.Set("pairs", static_cast<double>(s.pairs));
+    out.Set("calls", static_cast<double>(s.calls));
+    Napi::Array sizes = Napi::Array::New(env, s.bySize.size());
+    for (size_t i = 0; i < s.bySize.size(); ++i) sizes.Set(static_cast<uint32_t>(i), static_cast<double>(s.bySize[i]));
+    out.Set("bySize", sizes);
+    out.Set("waiting", static_cast<double>(s.waiting));
+    return out;
   }
 
   // classScores(queries, queryCount, support, supportCount, supportLabels: Int32Array, numClasses)

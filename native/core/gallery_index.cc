@@ -15,9 +15,9 @@
 
 namespace siamese::core {
 
-EmbeddingIndex::EmbeddingIndex(int64_t dims) : dims_(dims) {
-  if (dims < 1) throw InvalidArgumentError("an embedding index needs at least one dimension");
-  rows_ = torch::empty({0, dims}, torch::kFloat);
+EmbeddingIndex::EmbeddingIndex(int64_t dims, int64_t capacity) : dims_(dims) {
+  if (dims < 1 || capacity < 0) throw InvalidArgumentError("an embedding index needs at least one dimension");
+  rows_ = torch::empty({capacity, dims}, torch::kFloat);
 }
 
 int64_t EmbeddingIndex::size() const {
@@ -41,8 +41,9 @@ void EmbeddingIndex::add(const std::vector<int64_t>& ids, const torch::Tensor& r
   }
   const auto size = static_cast<int64_t>(ids_.size());
   if (size + n > rows_.size(0)) {
-    // Capacity doubles, so that adding N rows one request at a time copies O(N) in all.
-    const int64_t capacity = std::max<int64_t>({size + n, 2 * rows_.size(0), 1024});
+    // Capacity grows by a quarter, so that adding N rows a request at a time copies O(N) in all,
+    // and a large gallery never holds much more room than it uses.
+    const int64_t capacity = std::max<int64_t>({size + n, rows_.size(0) + rows_.size(0) / 4, 1024});
     torch::Tensor grown = torch::empty({capacity, dims_}, torch::kFloat);
     grown.narrow(0, 0, size).copy_(rows_.narrow(0, 0, size));
     rows_ = grown;
@@ -80,8 +81,8 @@ namespace {
 // or the pair-ce head's weighted L1 distance, w . |q - r| (plus its bias: the logit of "same").
 enum class Measure { SquaredL2, WeightedL1 };
 
-constexpr int64_t kLanes = 16;  // values a step: one AVX-512 register, two AVX2 ones
-constexpr int64_t kQueriesAtOnce = 4;  // a row is read once for this many queries
+constexpr int64_t kLanes = 16;              // values a step: one AVX-512 register, two AVX2 ones
+constexpr int64_t kQueriesAtOnce = 4;       // a row is read once for this many queries
 constexpr int64_t kTileBytes = 128 * 1024;  // rows that stay in a core's L2 cache while every query meets them
 
 // sums[j * n + r] = the measure between queries[q0 + j] and rows[r], j < count <= kQueriesAtOnce.
@@ -117,8 +118,8 @@ SIAMESE_INLINE void loadLanes(Lanes& v, const float* p) { std::memcpy(&v, p, siz
 
 // C queries at once (a constant, so that the accumulators stay in registers).
 template <Measure M, int64_t C>
-SIAMESE_INLINE void measureRowsFor(const float* queries, const float* weights, const float* rows, int64_t n, int64_t dims,
-                                   float* sums) {
+SIAMESE_INLINE void measureRowsFor(const float* queries, const float* weights, const float* rows, int64_t n,
+                                   int64_t dims, float* sums) {
   const int64_t whole = dims - dims % kLanes;
   for (int64_t r = 0; r < n; ++r) {
     const float* row = rows + r * dims;
@@ -143,7 +144,8 @@ SIAMESE_INLINE void measureRowsFor(const float* queries, const float* weights, c
     for (int64_t j = 0; j < C; ++j) {
       float total = 0;
       for (int64_t l = 0; l < kLanes; ++l) total += acc[j][l];
-      for (int64_t k = whole; k < dims; ++k) total += measure<M>(queries[j * dims + k] - row[k], M == Measure::SquaredL2 ? 0.0f : weights[k]);
+      for (int64_t k = whole; k < dims; ++k)
+        total += measure<M>(queries[j * dims + k] - row[k], M == Measure::SquaredL2 ? 0.0f : weights[k]);
       sums[j * n + r] = total;
     }
   }
@@ -166,7 +168,7 @@ inline void measureRowsFor(const float* queries, const float* weights, const flo
 
 template <Measure M>
 SIAMESE_INLINE void measureRows(const float* queries, int64_t count, const float* weights, const float* rows, int64_t n,
-                        int64_t dims, float* sums) {
+                                int64_t dims, float* sums) {
   switch (count) {
     case 4: measureRowsFor<M, 4>(queries, weights, rows, n, dims, sums); break;
     case 3: measureRowsFor<M, 3>(queries, weights, rows, n, dims, sums); break;
@@ -175,8 +177,8 @@ SIAMESE_INLINE void measureRows(const float* queries, int64_t count, const float
   }
 }
 
-SIAMESE_VECTOR_CLONES void squaredL2Rows(const float* queries, int64_t count, const float* rows, int64_t n, int64_t dims,
-                                         float* sums) {
+SIAMESE_VECTOR_CLONES void squaredL2Rows(const float* queries, int64_t count, const float* rows, int64_t n,
+                                         int64_t dims, float* sums) {
   measureRows<Measure::SquaredL2>(queries, count, nullptr, rows, n, dims, sums);
 }
 
@@ -257,7 +259,8 @@ Neighbours EmbeddingIndex::search(Model& model, const torch::Tensor& queries, in
           for (int64_t j = 0; j < c; ++j) {
             Best& keep = mine[static_cast<size_t>(q0 + j)];
             const float* s = sums.data() + j * n;
-            for (int64_t r = 0; r < n; ++r) keep.offer(w == nullptr ? -s[r] : static_cast<float>(bias) + s[r], start + r);
+            for (int64_t r = 0; r < n; ++r)
+              keep.offer(w == nullptr ? -s[r] : static_cast<float>(bias) + s[r], start + r);
           }
         }
       }
@@ -277,7 +280,7 @@ Neighbours EmbeddingIndex::search(Model& model, const torch::Tensor& queries, in
     for (int64_t i = 0; i < kept; ++i) position[j * kept + i] = all[static_cast<size_t>(i)].second;
   }
   const torch::Tensor found = rows_.index_select(0, positions);  // [Q * K, E]
-  const torch::Tensor asked = q.repeat_interleave(kept, 0);       // [Q * K, E]
+  const torch::Tensor asked = q.repeat_interleave(kept, 0);      // [Q * K, E]
   out.distance = (asked - found).norm(2, 1).view({count, kept}).contiguous();
   out.pSame = model.sameProbability(asked.to(model.device()), found.to(model.device()))
                   .to(torch::kCPU, torch::kFloat)

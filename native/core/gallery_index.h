@@ -1,7 +1,8 @@
 // A gallery's embeddings in memory, searched exactly: every query is scored against every row, by
 // the model's own pair score (the head's logit for pair-ce, the Euclidean distance otherwise), in
-// parallel blocks, keeping the best k; a vectorised scan, each row read once for four queries. The rows are keyed by the ids of the database that holds them
-// (lib/gallery.ts); this is its in-memory mirror, rebuilt from it when a gallery opens.
+// parallel blocks, keeping the best k; a vectorised scan, each row read once for four queries. The rows are keyed by
+// the ids of the database that holds them (lib/gallery.ts); this is its in-memory mirror, rebuilt from it when a
+// gallery opens.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,8 @@ struct Neighbours {
 // Thread-safe: searches share the rows; add and remove wait for the searches in progress.
 class EmbeddingIndex {
  public:
-  explicit EmbeddingIndex(int64_t dims);
+  // `capacity`: rows to make room for at once (a gallery being read back knows how many).
+  explicit EmbeddingIndex(int64_t dims, int64_t capacity = 0);
 
   int64_t dims() const { return dims_; }
   int64_t size() const;
