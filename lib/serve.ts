@@ -18,7 +18,7 @@ import type { NativeBatchStats } from './binding.js'
 import { batchStats, loadModel, SiameseModel } from './model.js'
 import { pageRoutes, TrainingFeed } from './page.js'
 import { integerIn, invalidArg, isPlainObject, nonEmptyString } from './validate.js'
-import { packageVersion } from './version.js'
+import { packageVersion, version } from './version.js'
 
 /** What a request may carry; each limit answers with a JSON error when crossed. */
 export interface ServeLimits {
@@ -49,6 +49,13 @@ export interface ServeOptions {
   /** When set, every request but the health checks needs `Authorization: Bearer <token>` (401 `ERR_UNAUTHORIZED`). */
   token?: string
   limits?: Partial<ServeLimits>
+  /**
+   * LibTorch threads of each model the server loads from a file. Default: one fewer than the
+   * machine's default (`version().threads`), at least 1, so that a core is left to decoding and
+   * HTTP: on a 2-core machine one thread served 25% more compares a second than two
+   * (docs/performance.md). Models passed in loaded keep their own.
+   */
+  threads?: number
   /**
    * A folder of galleries, one SQLite file each (`<name>.sqlite`), made when missing: enables
    * `/galleries/{name}/items`, `/classify` and `/identify` (see `openGallery`). A gallery is served
@@ -413,6 +420,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
   const port = options.port === undefined ? 8080 : integerIn(options.port, 'port', 0, 65535)
   const host = options.host === undefined ? '127.0.0.1' : nonEmptyString(options.host, 'host')
   const token = options.token === undefined ? undefined : nonEmptyString(options.token, 'token')
+  const threads = options.threads === undefined ? Math.max(1, version().threads - 1) : integerIn(options.threads, 'threads', 1, 1024)
   const limits: ServeLimits = { ...DEFAULT_LIMITS }
   if (options.limits !== undefined) {
     if (!isPlainObject(options.limits)) throw invalidArg('limits', 'an object of ServeLimits', options.limits)
@@ -427,7 +435,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
   const models = new Map<string, SiameseModel>()
   try {
     for (const [name, m] of entries) {
-      const model = typeof m === 'string' ? await loadModel(m) : m
+      const model = typeof m === 'string' ? await loadModel(m, { threads }) : m
       if (typeof m === 'string') loaded.push(model)
       models.set(name, model)
     }
@@ -794,7 +802,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     addModel: async (name, model) => {
       checkModelName(name, new Set(models.keys()), 'name')
       if (typeof model !== 'string' && !(model instanceof SiameseModel)) throw invalidArg('model', 'a model file or a SiameseModel', model)
-      const added = typeof model === 'string' ? await loadModel(model) : model
+      const added = typeof model === 'string' ? await loadModel(model, { threads }) : model
       if (closing !== undefined || models.has(name)) {
         if (typeof model === 'string') added.dispose()
         throw closing !== undefined ? new SiameseTorchError('the server is closing', 'ERR_DISPOSED') : invalidArg('name', 'a name not served already', name)

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { crc32, deflateSync } from 'node:zlib'
 import sharp from 'sharp'
-import { createModel, serve } from 'siamese-torch'
+import { createModel, serve, version } from 'siamese-torch'
 import { root } from './helpers/run.mjs'
 import { image, smallDigits } from './helpers/small-data.mjs'
 
@@ -57,6 +57,7 @@ const expectError = async (t, response, status, code) => {
 
 t.test('health, server and model metadata (KServe v2)', async (t) => {
   t.equal(server.url, `http://127.0.0.1:${server.port}`, 'loopback by default')
+  t.equal(server.models.get('digits').threads, Math.max(1, version().threads - 1), 'a loaded model leaves a core to the server by default')
   t.same(await (await get('/v2/health/live')).json(), { live: true })
   t.same(await (await get('/v2/health/ready')).json(), { ready: true })
   t.equal((await (await get('/v2')).json()).name, 'siamese-torch')
@@ -228,7 +229,7 @@ t.test('close() finishes the requests in flight, then refuses new ones', async (
 })
 
 t.test('siamese-torch serve: listens, answers, and stops on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, ['dist/cli.js', 'serve', file, '--port', '0'], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' } })
+  const child = spawn(process.execPath, ['dist/cli.js', 'serve', file, '--port', '0', '--threads', '3'], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' } })
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
   let stdout = ''
   const url = await new Promise((resolve) => child.stdout.on('data', (d) => {
@@ -237,6 +238,7 @@ t.test('siamese-torch serve: listens, answers, and stops on SIGTERM', async (t) 
     if (m) resolve(m[1])
   }))
   t.same(await (await fetch(`${url}/v2/models/digits/ready`)).json(), { name: 'digits', ready: true })
+  t.match(stdout, /serving digits at \S+ \(3 LibTorch threads a model\)/, '--threads')
   const code = await new Promise((resolve) => { child.on('exit', (c) => resolve(c)); child.kill('SIGTERM') })
   clearTimeout(timer)
   t.equal(code, 0)

@@ -5,10 +5,12 @@
 // latency p50 and p99, and errors. The server runs in this process; autocannon in a worker of its
 // own (its default), so both share this machine's cores, as a deployment on one host would.
 // Writes scripts/bench/results/<date>[-N]-serve.json and .md and prints the table.
-// Usage: node scripts/bench/serve.mjs [--seconds 10] [--threads 2]
+// Each point is run with the model on the server's default thread count (one fewer than the
+// machine's default, leaving a core to decoding and HTTP) and on the machine's default.
+// Usage: node scripts/bench/serve.mjs [--seconds 10] [--threads 1,2]
 import autocannon from 'autocannon'
 import sharp from 'sharp'
-import { createModel, datasets, serve } from '../../dist/index.mjs'
+import { createModel, datasets, serve, version } from '../../dist/index.mjs'
 import { thisMachine, writeResult } from './common.mjs'
 
 const arg = (name, fallback) => {
@@ -16,13 +18,15 @@ const arg = (name, fallback) => {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback
 }
 const seconds = arg('seconds', 10)
-const threads = arg('threads', 2)
+const threadCounts = process.argv.includes('--threads')
+  ? String(process.argv[process.argv.indexOf('--threads') + 1]).split(',').map(Number)
+  : [...new Set([Math.max(1, version().threads - 1), version().threads])]
 
 const { test } = await datasets.embedded()
 const png = async (i) => sharp(Buffer.from(test.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()
 const body = JSON.stringify({ a: (await png(0)).toString('base64'), b: (await png(1)).toString('base64') })
-const model = await createModel({ seed: 1, threads })
-const server = await serve({ models: { digits: model }, port: 0 })
+let model
+let server
 
 async function load (connections) {
   await autocannon({ url: `${server.url}/compare`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: 2 }) // warm-up
@@ -31,28 +35,32 @@ async function load (connections) {
 }
 
 const rows = []
-for (const connections of [1, 16, 64]) {
-  const row = { connections }
-  for (const [name, pairs] of [['unbatched', 0], ['batched', 256]]) {
-    model.predictBatch = pairs
-    row[name] = await load(connections)
-    console.error(`${connections} connections, ${name}: ${row[name].requestsPerSecond.toFixed(0)} req/s, p50 ${row[name].p50} ms, p99 ${row[name].p99} ms, ${row[name].errors} errors`)
+for (const threads of threadCounts) {
+  model = await createModel({ seed: 1, threads })
+  server = await serve({ models: { digits: model }, port: 0 })
+  for (const connections of [1, 16, 64]) {
+    const row = { threads, connections }
+    for (const [name, pairs] of [['unbatched', 0], ['batched', 256]]) {
+      model.predictBatch = pairs
+      row[name] = await load(connections)
+      console.error(`${threads} threads, ${connections} connections, ${name}: ${row[name].requestsPerSecond.toFixed(0)} req/s, p50 ${row[name].p50} ms, p99 ${row[name].p99} ms, ${row[name].errors} errors`)
+    }
+    rows.push(row)
   }
-  rows.push(row)
+  await server.close()
+  model.dispose()
 }
-await server.close()
-model.dispose()
 
 const date = new Date().toISOString().slice(0, 10)
 const f = (x, d = 0) => Number(x).toFixed(d)
 const md = `# The HTTP server under load, ${date}
 
-Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs; the model on ${threads} threads. \`POST /compare\` of two 28x28 PNGs (the reference model), autocannon on loopback in this process's worker, ${seconds} s a point after a 2 s warm-up. Command: \`node scripts/bench/serve.mjs --seconds ${seconds} --threads ${threads}\`.
+Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs; the model on ${threadCounts.join(' then ')} LibTorch threads (${threadCounts[0]}: the server's default for the models it loads). \`POST /compare\` of two 28x28 PNGs (the reference model), autocannon on loopback in this process's worker, ${seconds} s a point after a 2 s warm-up. Command: \`node scripts/bench/serve.mjs --seconds ${seconds} --threads ${threadCounts.join(',')}\`.
 
-| connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-${rows.map((r) => `| ${r.connections} | ${f(r.unbatched.requestsPerSecond)} | ${r.unbatched.p50} ms | ${r.unbatched.p99} ms | ${r.unbatched.errors} | ${f(r.batched.requestsPerSecond)} | ${r.batched.p50} ms | ${r.batched.p99} ms | ${r.batched.errors} | ${f(r.batched.requestsPerSecond / r.unbatched.requestsPerSecond, 2)}x |`).join('\n')}
+| threads | connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${rows.map((r) => `| ${r.threads} | ${r.connections} | ${f(r.unbatched.requestsPerSecond)} | ${r.unbatched.p50} ms | ${r.unbatched.p99} ms | ${r.unbatched.errors} | ${f(r.batched.requestsPerSecond)} | ${r.batched.p50} ms | ${r.batched.p99} ms | ${r.batched.errors} | ${f(r.batched.requestsPerSecond / r.unbatched.requestsPerSecond, 2)}x |`).join('\n')}
 `
-const name = writeResult('serve', date, { date, machine: thisMachine(), threads, seconds, rows }, md)
+const name = writeResult('serve', date, { date, machine: thisMachine(), threads: threadCounts, seconds, rows }, md)
 console.log(md)
 console.error(`written: ${name}.json, .md`)
