@@ -118,7 +118,7 @@ export async function openGallery (path: string, model: SiameseModel, options: O
     const { count } = db.prepare('SELECT count(*) AS count FROM items').get() as { count: number }
     const index = new (binding().NativeIndex)(embeddingSize, count + Math.max(1024, count >> 3))
     await loadIndex(db, index, embeddingSize)
-    return new Gallery(file, db, model, index, fingerprint)
+    return makeGallery(file, db, model, index, fingerprint)
   } catch (err) {
     db.close()
     throw err
@@ -242,6 +242,9 @@ async function sourceBytes (input: unknown): Promise<Uint8Array | undefined> {
 
 const asList = <T>(x: T | readonly T[]): T[] => (Array.isArray(x) ? [...(x as readonly T[])] : [x as T])
 
+// openGallery's way to the private constructor (its arguments are not part of the published types).
+let makeGallery: (path: string, db: Database.Database, model: SiameseModel, index: NativeIndex, fingerprint: string) => Gallery
+
 /** A gallery open for a model: see `openGallery`. Calls may overlap; close it when done. */
 export class Gallery {
   #db: Database.Database | undefined
@@ -253,8 +256,12 @@ export class Gallery {
     image: Database.Statement
   }
 
-  /** @internal Use `openGallery`. */
-  constructor (readonly path: string, db: Database.Database, readonly model: SiameseModel, index: NativeIndex,
+  static {
+    makeGallery = (path, db, model, index, fingerprint) => new Gallery(path, db, model, index, fingerprint)
+  }
+
+  /** Use `openGallery`. */
+  private constructor (readonly path: string, db: Database.Database, readonly model: SiameseModel, index: NativeIndex,
     /** The fingerprint of the model its embeddings come from (`model.fingerprint()`). */
     readonly fingerprint: string) {
     this.#db = db

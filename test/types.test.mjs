@@ -15,3 +15,15 @@ for (const [name, tsc] of Object.entries(compilers)) {
     t.equal(r.status, 0, r.stdout + r.stderr)
   })
 }
+
+// A consumer has only our dependencies' own types, not our devDependencies' @types packages: the
+// declarations may import Node's modules and each other, nothing else.
+t.test('the published declarations import only node: modules and each other', async (t) => {
+  const { readdirSync, readFileSync } = await import('node:fs')
+  const dist = join(root, 'dist')
+  const declarations = readdirSync(dist, { recursive: true }).filter((f) => /\.d\.m?ts$/.test(f))
+  t.ok(declarations.length > 10, `${declarations.length} declaration files`)
+  const outside = declarations.flatMap((f) => [...readFileSync(join(dist, f), 'utf8').matchAll(/^(?:import|export)\b[^'"\n]*from\s+'([^'.][^']*)'/gm)]
+    .map((m) => m[1]).filter((spec) => !spec.startsWith('node:')).map((spec) => `${f}: ${spec}`))
+  t.same(outside, [])
+})
