@@ -709,7 +709,7 @@ function defineServeCommand (program: Command): void {
     .option('--host <address>', 'the address to listen on; other than loopback, others can reach it', '127.0.0.1')
     .option('--token-file <file>', 'require Authorization: Bearer <the file\'s first line> on every request but the health checks')
     .option('--galleries <dir>', 'a folder of galleries (<name>.sqlite, made when missing): /galleries/<name>/items, /classify, /identify')
-    .option('--threads <n>', 'LibTorch threads of each model (default: one fewer than the machine\'s default, at least 1)', (text: string) => positiveInteger(text, '--threads'))
+    .option('--threads <n>', 'LibTorch threads of each model (default: the machine\'s default, as `info` says)', (text: string) => positiveInteger(text, '--threads'))
     .addHelpText('after', '\nExample:\n  siamese-torch serve siamese-out/model.safetensors --port 8080\n' +
       '  curl -s localhost:8080/v2/models/model')
     .action(async (paths: string[], flags: { port: number, host: string, tokenFile?: string, galleries?: string, threads?: number }) => {

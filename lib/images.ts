@@ -6,6 +6,7 @@ import type SharpType from 'sharp'
 
 import type { Fit } from './contract.js'
 import { SiameseTorchError } from './errors.js'
+import { decodeExactPng } from './png.js'
 
 let sharpModule: typeof SharpType | undefined
 
@@ -80,6 +81,11 @@ function exactly (data: Buffer, have: number, target: ImageTarget): Uint8Array {
  * ```
  */
 export async function decodeImage (source: string | Uint8Array, target: ImageTarget): Promise<Uint8Array> {
+  if (typeof source !== 'string') {
+    // A PNG already of the target's size and channels: its pixels are the answer (lib/png.ts).
+    const exact = decodeExactPng(source, target.width, target.height, target.channels)
+    if (exact !== undefined) return exact
+  }
   try {
     return await convert(sharp()(source, { failOn: 'error' }).rotate(), target)
   } catch (err) {

@@ -18,7 +18,8 @@ import type { NativeBatchStats } from './binding.js'
 import { batchStats, loadModel, SiameseModel } from './model.js'
 import { pageRoutes, TrainingFeed } from './page.js'
 import { integerIn, invalidArg, isPlainObject, nonEmptyString } from './validate.js'
-import { packageVersion, version } from './version.js'
+import { packageVersion } from './version.js'
+import { pngSize } from './png.js'
 
 /** What a request may carry; each limit answers with a JSON error when crossed. */
 export interface ServeLimits {
@@ -50,10 +51,8 @@ export interface ServeOptions {
   token?: string
   limits?: Partial<ServeLimits>
   /**
-   * LibTorch threads of each model the server loads from a file. Default: one fewer than the
-   * machine's default (`version().threads`), at least 1, so that a core is left to decoding and
-   * HTTP: on a 2-core machine one thread served 25% more compares a second than two
-   * (docs/performance.md). Models passed in loaded keep their own.
+   * LibTorch threads of each model the server loads from a file. Default: the machine's default
+   * (`version().threads`), as for any model. Models passed in loaded keep their own.
    */
   threads?: number
   /**
@@ -331,12 +330,15 @@ async function encodedImage (text: unknown, name: string, limits: ServeLimits): 
 
 /** An encoded image's bytes, checked from its header (its pixel count) before anything decodes it. */
 async function checkedImage (bytes: Buffer, name: string, limits: ServeLimits): Promise<Buffer> {
-  let meta: sharp.Metadata
-  try {
-    // The header only (no decoding), whatever its size: the limit below is the one that answers.
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata()
-  } catch (err) {
-    throw new HttpError(400, `${name}: not an image sharp can read (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE')
+  // A PNG's size is in its first chunk, read here; other formats' headers are read by sharp. The
+  // header only (no decoding), whatever its size: the limit below is the one that answers.
+  let meta: { width?: number | undefined, height?: number | undefined } | undefined = pngSize(bytes)
+  if (meta === undefined) {
+    try {
+      meta = await sharp(bytes, { limitInputPixels: false }).metadata()
+    } catch (err) {
+      throw new HttpError(400, `${name}: not an image sharp can read (${err instanceof Error ? err.message : String(err)})`, 'ERR_BAD_FILE')
+    }
   }
   const pixels = (meta.width ?? 0) * (meta.height ?? 0)
   if (pixels > limits.imagePixels) {
@@ -420,7 +422,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
   const port = options.port === undefined ? 8080 : integerIn(options.port, 'port', 0, 65535)
   const host = options.host === undefined ? '127.0.0.1' : nonEmptyString(options.host, 'host')
   const token = options.token === undefined ? undefined : nonEmptyString(options.token, 'token')
-  const threads = options.threads === undefined ? Math.max(1, version().threads - 1) : integerIn(options.threads, 'threads', 1, 1024)
+  const threads = options.threads === undefined ? {} : { threads: integerIn(options.threads, 'threads', 1, 1024) }
   const limits: ServeLimits = { ...DEFAULT_LIMITS }
   if (options.limits !== undefined) {
     if (!isPlainObject(options.limits)) throw invalidArg('limits', 'an object of ServeLimits', options.limits)
@@ -435,7 +437,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
   const models = new Map<string, SiameseModel>()
   try {
     for (const [name, m] of entries) {
-      const model = typeof m === 'string' ? await loadModel(m, { threads }) : m
+      const model = typeof m === 'string' ? await loadModel(m, threads) : m
       if (typeof m === 'string') loaded.push(model)
       models.set(name, model)
     }
@@ -802,7 +804,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     addModel: async (name, model) => {
       checkModelName(name, new Set(models.keys()), 'name')
       if (typeof model !== 'string' && !(model instanceof SiameseModel)) throw invalidArg('model', 'a model file or a SiameseModel', model)
-      const added = typeof model === 'string' ? await loadModel(model, { threads }) : model
+      const added = typeof model === 'string' ? await loadModel(model, threads) : model
       if (closing !== undefined || models.has(name)) {
         if (typeof model === 'string') added.dispose()
         throw closing !== undefined ? new SiameseTorchError('the server is closing', 'ERR_DISPOSED') : invalidArg('name', 'a name not served already', name)

@@ -57,7 +57,7 @@ const expectError = async (t, response, status, code) => {
 
 t.test('health, server and model metadata (KServe v2)', async (t) => {
   t.equal(server.url, `http://127.0.0.1:${server.port}`, 'loopback by default')
-  t.equal(server.models.get('digits').threads, Math.max(1, version().threads - 1), 'a loaded model leaves a core to the server by default')
+  t.equal(server.models.get('digits').threads, version().threads, 'a loaded model gets the machine\'s default threads')
   t.same(await (await get('/v2/health/live')).json(), { live: true })
   t.same(await (await get('/v2/health/ready')).json(), { ready: true })
   t.equal((await (await get('/v2')).json()).name, 'siamese-torch')

@@ -5,9 +5,11 @@
 // latency p50 and p99, and errors. The server runs in this process; autocannon in a worker of its
 // own (its default), so both share this machine's cores, as a deployment on one host would.
 // Writes scripts/bench/results/<date>[-N]-serve.json and .md and prints the table.
-// Each point is run with the model on the server's default thread count (one fewer than the
-// machine's default, leaving a core to decoding and HTTP) and on the machine's default.
-// Usage: node scripts/bench/serve.mjs [--seconds 10] [--threads 1,2]
+// Each point is run with the model on the server's default thread count (the machine's default)
+// and on one fewer. The PNGs are 28x28, the model's size, as sharp writes them (RGB, grey pixels):
+// the shape lib/png.ts reads without sharp. A last point sends 32x32 PNGs instead, which sharp
+// decodes and resizes, at 64 connections, batched.
+// Usage: node scripts/bench/serve.mjs [--seconds 10] [--threads 2,1]
 import autocannon from 'autocannon'
 import sharp from 'sharp'
 import { createModel, datasets, serve, version } from '../../dist/index.mjs'
@@ -20,21 +22,25 @@ const arg = (name, fallback) => {
 const seconds = arg('seconds', 10)
 const threadCounts = process.argv.includes('--threads')
   ? String(process.argv[process.argv.indexOf('--threads') + 1]).split(',').map(Number)
-  : [...new Set([Math.max(1, version().threads - 1), version().threads])]
+  : [...new Set([version().threads, Math.max(1, version().threads - 1)])]
 
 const { test } = await datasets.embedded()
-const png = async (i) => sharp(Buffer.from(test.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()
+const png = async (i, side = 28) => sharp(Buffer.from(test.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } })
+  .resize(side, side).png().toBuffer()
 const body = JSON.stringify({ a: (await png(0)).toString('base64'), b: (await png(1)).toString('base64') })
+const resizedBody = JSON.stringify({ a: (await png(0, 32)).toString('base64'), b: (await png(1, 32)).toString('base64') })
 let model
 let server
 
-async function load (connections) {
-  await autocannon({ url: `${server.url}/compare`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: 2 }) // warm-up
-  const r = await autocannon({ url: `${server.url}/compare`, method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: seconds })
+async function load (connections, payload = body) {
+  const request = { url: `${server.url}/compare`, method: 'POST', headers: { 'content-type': 'application/json' }, body: payload, connections }
+  await autocannon({ ...request, duration: 2 }) // warm-up
+  const r = await autocannon({ ...request, duration: seconds })
   return { requestsPerSecond: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts, total: r.requests.total }
 }
 
 const rows = []
+const resizedRows = []
 for (const threads of threadCounts) {
   model = await createModel({ seed: 1, threads })
   server = await serve({ models: { digits: model }, port: 0 })
@@ -47,6 +53,10 @@ for (const threads of threadCounts) {
     }
     rows.push(row)
   }
+  model.predictBatch = 256
+  const resized = { threads, ...await load(64, resizedBody) }
+  resizedRows.push(resized)
+  console.error(`${threads} threads, 64 connections, batched, 32x32 PNGs: ${resized.requestsPerSecond.toFixed(0)} req/s, p50 ${resized.p50} ms, p99 ${resized.p99} ms`)
   await server.close()
   model.dispose()
 }
@@ -55,12 +65,18 @@ const date = new Date().toISOString().slice(0, 10)
 const f = (x, d = 0) => Number(x).toFixed(d)
 const md = `# The HTTP server under load, ${date}
 
-Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs; the model on ${threadCounts.join(' then ')} LibTorch threads (${threadCounts[0]}: the server's default for the models it loads). \`POST /compare\` of two 28x28 PNGs (the reference model), autocannon on loopback in this process's worker, ${seconds} s a point after a 2 s warm-up. Command: \`node scripts/bench/serve.mjs --seconds ${seconds} --threads ${threadCounts.join(',')}\`.
+Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs; the model on ${threadCounts.join(' then ')} LibTorch threads (${version().threads}: the server's default for the models it loads). \`POST /compare\` of two 28x28 PNGs as sharp writes them (RGB, grey pixels; the reference model), autocannon on loopback in this process's worker, ${seconds} s a point after a 2 s warm-up. Command: \`node scripts/bench/serve.mjs --seconds ${seconds} --threads ${threadCounts.join(',')}\`.
 
 | threads | connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.map((r) => `| ${r.threads} | ${r.connections} | ${f(r.unbatched.requestsPerSecond)} | ${r.unbatched.p50} ms | ${r.unbatched.p99} ms | ${r.unbatched.errors} | ${f(r.batched.requestsPerSecond)} | ${r.batched.p50} ms | ${r.batched.p99} ms | ${r.batched.errors} | ${f(r.batched.requestsPerSecond / r.unbatched.requestsPerSecond, 2)}x |`).join('\n')}
+
+The same compare with 32x32 PNGs, which sharp decodes and resizes to 28x28 (64 connections, batched):
+
+| threads | req/s | p50 | p99 | errors |
+| ---: | ---: | ---: | ---: | ---: |
+${resizedRows.map((r) => `| ${r.threads} | ${f(r.requestsPerSecond)} | ${r.p50} ms | ${r.p99} ms | ${r.errors} |`).join('\n')}
 `
-const name = writeResult('serve', date, { date, machine: thisMachine(), threads: threadCounts, seconds, rows }, md)
+const name = writeResult('serve', date, { date, machine: thisMachine(), threads: threadCounts, seconds, rows, resizedRows }, md)
 console.log(md)
 console.error(`written: ${name}.json, .md`)
