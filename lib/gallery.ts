@@ -149,6 +149,25 @@ export function galleryFingerprint (path: string): string | undefined {
   }
 }
 
+/**
+ * What `GET /galleries` lists of a gallery file without opening it (no embeddings are read): its
+ * model's fingerprint and its counts of items and labels; undefined when `path` is not a gallery.
+ */
+export function gallerySummary (path: string): { fingerprint: string, items: number, labels: number } | undefined {
+  let db: Database.Database | undefined
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true })
+    const row = db.prepare("SELECT value FROM gallery WHERE key = 'fingerprint'").get() as { value: string } | undefined
+    if (row === undefined) return undefined
+    const counts = db.prepare('SELECT count(*) AS items, count(DISTINCT label) AS labels FROM items').get() as { items: number, labels: number }
+    return { fingerprint: row.value, ...counts }
+  } catch {
+    return undefined
+  } finally {
+    db?.close()
+  }
+}
+
 /** The tables, made when missing; the gallery's record (made from `fresh` for a new file). */
 function prepareSchema (db: Database.Database, file: string, fresh: Record<string, string>): Record<string, string> {
   try {

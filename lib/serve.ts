@@ -13,7 +13,7 @@ import busboy from 'busboy'
 import sharp from 'sharp'
 import { SiameseTorchError, type ErrorCode } from './errors.js'
 import type { RawImage } from './inputs.js'
-import { galleryFingerprint, openGallery, type Gallery, type GalleryMatch } from './gallery.js'
+import { galleryFingerprint, gallerySummary, openGallery, type Gallery, type GalleryMatch } from './gallery.js'
 import type { NativeBatchStats } from './binding.js'
 import { batchStats, loadModel, SiameseModel } from './model.js'
 import { pageRoutes, TrainingFeed } from './page.js'
@@ -493,6 +493,11 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     return f
   }
   const nameOf = (model: SiameseModel): string => [...models].find(([, m]) => m === model)?.[0] ?? ''
+  /** The served model a gallery was made with (by its recorded fingerprint); 409 when none is. */
+  const modelWithFingerprint = async (name: string, recorded: string): Promise<SiameseModel> => {
+    for (const m of models.values()) if (await fingerprintOf(m) === recorded) return m
+    throw new SiameseTorchError(`the gallery ${name} was made with a model this server does not serve (fingerprint ${recorded}); serve that model, or re-embed the gallery with openGallery(file, model, { reembed: true })`, 'ERR_MODEL_MISMATCH')
+  }
   const opened = new Map<string, Promise<Gallery>>()
   const galleryOf = async (encoded: string | undefined, create?: Record<string, unknown>): Promise<Gallery> => {
     if (galleryDir === undefined) throw new HttpError(404, 'this server has no galleries (serve it with a galleries folder: --galleries DIR)', 'ERR_NOT_FOUND')
@@ -503,15 +508,7 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     const file = join(galleryDir, `${name}.sqlite`)
     const recorded = galleryFingerprint(file)
     if (recorded === undefined && create === undefined) throw new HttpError(404, `no gallery named ${name}`, 'ERR_NOT_FOUND')
-    let model: SiameseModel | undefined
-    if (recorded === undefined) {
-      model = pickModel(create ?? {})
-    } else {
-      for (const m of models.values()) if (await fingerprintOf(m) === recorded) model = m
-      if (!model) {
-        throw new SiameseTorchError(`the gallery ${name} was made with a model this server does not serve (fingerprint ${recorded}); serve that model, or re-embed the gallery with openGallery(file, model, { reembed: true })`, 'ERR_MODEL_MISMATCH')
-      }
-    }
+    const model = recorded === undefined ? pickModel(create ?? {}) : await modelWithFingerprint(name, recorded)
     gallery = openGallery(file, model)
     opened.set(name, gallery)
     gallery.catch(() => opened.delete(name))
@@ -527,6 +524,13 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
     if (one.length > 0 && many.length > 0) throw invalidArg('images', 'either image or images, not both', many.length)
     metrics.images.observe(one.length + many.length)
     return { list: one.length > 0 ? one : many, many: many.length > 0 }
+  }
+  /** An `/identify` or `/classify` request: its images, the gallery it names, and the answer's head. */
+  const galleryQuery = async (req: IncomingMessage): Promise<{ list: Buffer[], many: boolean, gallery: Gallery, fields: Record<string, unknown>, head: Record<string, unknown> }> => {
+    const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
+    const { list, many } = queryImages(found)
+    const gallery = await galleryOf(galleryFromBody(fields))
+    return { list, many, gallery, fields, head: { gallery: fields['gallery'], model: nameOf(gallery.model), threshold: gallery.model.config.threshold } }
   }
   const searchParams = (req: IncomingMessage): URLSearchParams => new URL(req.url ?? '/', 'http://localhost').searchParams
 
@@ -602,16 +606,23 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       handle: async () => {
         if (galleryDir === undefined) throw new HttpError(404, 'this server has no galleries (serve it with a galleries folder: --galleries DIR)', 'ERR_NOT_FOUND')
         const names = (await readdir(galleryDir)).filter((f) => f.endsWith('.sqlite')).map((f) => f.slice(0, -'.sqlite'.length)).sort()
+        // An open gallery answers from memory; another from its file's counts, without loading its
+        // embeddings (a million items take seconds and gigabytes to open).
+        const listed = async (name: string): Promise<Record<string, unknown>> => {
+          const open = opened.get(name)
+          if (open) {
+            const g = await open
+            return { name, model: nameOf(g.model), items: g.size, labels: g.labels().length }
+          }
+          const summary = gallerySummary(join(galleryDir, `${name}.sqlite`))
+          if (summary === undefined) throw new HttpError(404, `no gallery named ${name}`, 'ERR_NOT_FOUND')
+          return { name, model: nameOf(await modelWithFingerprint(name, summary.fingerprint)), items: summary.items, labels: summary.labels }
+        }
         return {
-          galleries: await Promise.all(names.map(async (name) => {
-            try {
-              const g = await galleryOf(name)
-              return { name, model: nameOf(g.model), items: g.size, labels: g.labels().length }
-            } catch (err) {
-              const e = err instanceof SiameseTorchError ? err : new SiameseTorchError(String(err), 'ERR_NATIVE')
-              return { name, model: null, items: null, labels: null, error: { code: e.code, message: e.message } }
-            }
-          }))
+          galleries: await Promise.all(names.map(async (name) => listed(name).catch((err: unknown) => {
+            const e = err instanceof SiameseTorchError ? err : new SiameseTorchError(String(err), 'ERR_NATIVE')
+            return { name, model: null, items: null, labels: null, error: { code: e.code, message: e.message } }
+          })))
         }
       }
     },
@@ -685,11 +696,8 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/identify$/,
       endpoint: 'identify',
       handle: async (req) => {
-        const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
-        const { list, many } = queryImages(found)
-        const gallery = await galleryOf(galleryFromBody(fields))
+        const { list, many, gallery, fields, head } = await galleryQuery(req)
         const lists = await gallery.identify(list, { k: kOf(fields['k'], 5) })
-        const head = { gallery: fields['gallery'], model: nameOf(gallery.model), threshold: gallery.model.config.threshold }
         return many ? { ...head, matches: lists.map((l) => l.map(matchJson)) } : { ...head, matches: (lists[0] ?? []).map(matchJson) }
       }
     },
@@ -698,15 +706,12 @@ export async function serve (options: ServeOptions): Promise<ServeHandle> {
       path: /^\/classify$/,
       endpoint: 'classify',
       handle: async (req) => {
-        const { images: found, fields } = await readImages(req, limits, ['image', 'images'])
-        const { list, many } = queryImages(found)
-        const gallery = await galleryOf(galleryFromBody(fields))
+        const { list, many, gallery, fields, head } = await galleryQuery(req)
         const verdicts = (await gallery.classify(list, { k: kOf(fields['k'], 10) })).map((v) => ({
           label: v.label ?? null,
           known: v.known,
           classes: v.classes.map((c) => ({ ...c, examples: c.examples.map(matchJson) }))
         }))
-        const head = { gallery: fields['gallery'], model: nameOf(gallery.model), threshold: gallery.model.config.threshold }
         return many ? { ...head, results: verdicts } : { ...head, ...verdicts[0] }
       }
     }

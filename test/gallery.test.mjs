@@ -276,8 +276,17 @@ t.test('the server: /galleries, enrol (JSON and multipart), list, images, remova
   g.close()
   foreign.dispose()
   await expectError(await post('/identify', { gallery: 'foreign', image: await b64(2) }), 409, 'ERR_MODEL_MISMATCH')
+  // One made by another program with a served model, never opened by the server: listed from its
+  // file's counts; and a .sqlite file that is no gallery.
+  const elsewhere = await openGallery(join(dir, 'made-elsewhere.sqlite'), pairCe)
+  await elsewhere.enrol('a', [raw(0), raw(1)])
+  await elsewhere.enrol('b', raw(2))
+  elsewhere.close()
+  writeFileSync(join(dir, 'junk.sqlite'), 'not a database')
   const listed = await (await fetch(url('/galleries'))).json()
-  t.same(listed.galleries.map((x) => [x.name, x.error?.code ?? null]), [['foreign', 'ERR_MODEL_MISMATCH'], ['shelf', null]])
+  t.same(listed.galleries.map((x) => [x.name, x.error?.code ?? null]),
+    [['foreign', 'ERR_MODEL_MISMATCH'], ['junk', 'ERR_NOT_FOUND'], ['made-elsewhere', null], ['shelf', null]])
+  t.same(listed.galleries[2], { name: 'made-elsewhere', model: 'digits', items: 3, labels: 2 }, 'counted without opening it')
 
   const bare = await serve({ models: [pairCe], port: 0 })
   t.teardown(() => bare.close())
