@@ -4,7 +4,6 @@
 // signals it gets, and exits non-zero if any rank failed.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { constants } from 'node:os'
 
 /** A port that was free a moment ago on 127.0.0.1 (the kernel's pick). */
 export async function freePort (): Promise<number> {
@@ -31,7 +30,8 @@ export interface LaunchOptions {
 /**
  * Runs `args` (this process's own script and arguments) as `nproc` ranks; resolves with the exit
  * code: 0 when every rank succeeded, else the first failed rank's code (1 for a rank killed by a
- * signal, 128 + the signal's number when the launcher itself was stopped by one).
+ * signal). A signal to the launcher is forwarded to the ranks, whose own codes then say how they
+ * ended: a `train --serve` stopped by SIGTERM exits 0 on every rank, as it does alone.
  */
 export async function launchLocalRanks (nproc: number, args: readonly string[], options: LaunchOptions): Promise<number> {
   const envPort = Number(process.env['MASTER_PORT'])
@@ -91,6 +91,5 @@ export async function launchLocalRanks (nproc: number, args: readonly string[], 
     for (const s of signals) process.off(s, forward)
     process.off('exit', killAll)
   }
-  if (signalled !== undefined && firstFailure === undefined) return 128 + (constants.signals[signalled] ?? 0)
   return firstFailure ?? 0
 }
