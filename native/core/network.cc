@@ -43,6 +43,14 @@ FoldedConv foldConv(const nn::Conv2dImpl& conv, const nn::BatchNorm2dImpl& bn, i
   return f;
 }
 
+// A convolution without BatchNorm (stride 1, no padding), its weights reordered for oneDNN.
+FoldedConv reorderConv(const torch::Tensor& weight, const torch::Tensor& bias) {
+  FoldedConv f;
+  f.weight = torch::mkldnn_reorder_conv2d_weight(weight.contiguous().to_mkldnn(), {0, 0}, {1, 1}, {1, 1}, 1);
+  f.bias = bias.contiguous();
+  return f;
+}
+
 // A folded convolution on a oneDNN-layout tensor.
 torch::Tensor runFolded(const torch::Tensor& x, const FoldedConv& f) {
   return torch::mkldnn_convolution(x, f.weight, f.bias, {f.padding, f.padding}, {f.stride, f.stride}, {1, 1}, 1);
@@ -153,10 +161,11 @@ void checkShape(const NetworkShape& shape) {
 
 int64_t minInputSide(Tower tower) { return tower == Tower::Reference ? kMinInputSide : kMinTowerInputSide; }
 
-int64_t flattenSize(int64_t width, int64_t height) {
-  const auto side = [](int64_t n) { return (n - 6) / 2 - 8; };
-  return 256 * side(width) * side(height);
-}
+// The side of the reference tower's last feature map for an input side `n`: conv1 (7), the 2x2
+// pooling, then conv2 and conv3 (5 each).
+static int64_t referenceMapSide(int64_t n) { return (n - 6) / 2 - 8; }
+
+int64_t flattenSize(int64_t width, int64_t height) { return 256 * referenceMapSide(width) * referenceMapSide(height); }
 
 int64_t towerStages(Tower tower) {
   switch (tower) {
@@ -353,12 +362,14 @@ torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
 }
 
 torch::Tensor SiameseNetImpl::embedForInference(const torch::Tensor& images) {
-  // The folded path calls oneDNN directly, in fp32; in bfloat16 the eager tower runs under autocast.
-  if (shape_.tower != Tower::ResNet18 || is_training() || !usesOneDnn() ||
-      lowerPrecisionActive(images.device().type())) {
-    return embed(images);
+  // The folded paths call oneDNN directly, in fp32; in bfloat16 the eager tower runs under autocast.
+  if (is_training() || !usesOneDnn() || lowerPrecisionActive(images.device().type())) return embed(images);
+  switch (shape_.tower) {
+    case Tower::Reference: return embedReferenceFolded(images);
+    case Tower::ResNet18: return embedResNet18Folded(images);
+    case Tower::Conv4: break;
   }
-  return embedResNet18Folded(images);
+  return embed(images);
 }
 
 int64_t SiameseNetImpl::stateVersion() const {
@@ -368,17 +379,44 @@ int64_t SiameseNetImpl::stateVersion() const {
   return version;
 }
 
-torch::Tensor SiameseNetImpl::embedResNet18Folded(const torch::Tensor& images) {
+void SiameseNetImpl::refold() {
   // Weights and statistics change in place (optimiser steps, training passes, copies from a
   // file), each bumping its tensor's version: the folded convolutions are made again then.
   const int64_t version = stateVersion();
-  if (version != foldedVersion_) {
-    std::vector<FoldedConv> folded;
+  if (version == foldedVersion_) return;
+  std::vector<FoldedConv> folded;
+  if (shape_.tower == Tower::ResNet18) {
     folded.push_back(foldConv(*conv1, *bn1, 2, 3));
     for (const auto& layer : layers) layer.get<ResLayerImpl>().fold(folded);
-    folded_ = std::move(folded);
-    foldedVersion_ = version;
+  } else {
+    folded.push_back(reorderConv(conv2->weight, conv2->bias));
+    folded.push_back(reorderConv(conv3->weight, conv3->bias));
+    // linear1 as a convolution whose kernel covers conv3's whole map (see embedReference).
+    const auto kernel = linear1->weight.view({linear1->weight.size(0), conv3->weight.size(0),
+                                              referenceMapSide(shape_.height), referenceMapSide(shape_.width)});
+    folded.push_back(reorderConv(kernel, linear1->bias));
   }
+  folded_ = std::move(folded);
+  foldedVersion_ = version;
+}
+
+torch::Tensor SiameseNetImpl::embedReferenceFolded(const torch::Tensor& images) {
+  // The stem as embed() runs it (its NHWC first layer and pooling are the fastest there is), then
+  // conv2, conv3 and linear1 on oneDNN tensors with weights reordered once: LibTorch's own call
+  // reorders each layer's weights on every pass, most of a small batch's time (one pair: ~1.7x
+  // faster). oneDNN runs the same kernels on the same sums, so the embeddings are bit for bit
+  // embed()'s for batches of two or more, and a lone image gets what it would get in a batch.
+  refold();
+  const FoldedConv* next = folded_.data();
+  auto x = referenceStem(images).contiguous().to_mkldnn();
+  x = runFolded(x, *next++).relu_();
+  x = runFolded(x, *next++).relu_();
+  x = runFolded(x, *next++).relu_();
+  return x.to_dense().flatten(1);
+}
+
+torch::Tensor SiameseNetImpl::embedResNet18Folded(const torch::Tensor& images) {
+  refold();
   const FoldedConv* next = folded_.data();
   auto x = runFolded(images.contiguous().to_mkldnn(), *next++).relu_();
   x = torch::max_pool2d(x, 3, 2, 1);
@@ -406,7 +444,7 @@ SiameseNetImpl::GreyLayout SiameseNetImpl::greyLayout(const torch::Tensor& image
   return GreyLayout::Nhwc;
 }
 
-torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
+torch::Tensor SiameseNetImpl::referenceStem(const torch::Tensor& images) {
   // A grey first layer runs NHWC (a view, no copy) where it can: LibTorch otherwise reads a
   // one-channel batch as NCHW, and LibTorch 1.13's max-pooling of an NCHW map is its slow generic
   // loop (11.6 ms against 2.0 for NHWC on a batch of 192 here, a quarter of an evaluation). In
@@ -427,6 +465,11 @@ torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
   // Inference keeps NCHW weights (fastest for small batches, see useTrainingLayout): the pooled
   // map, a quarter of the first layer's output, goes back to NCHW for them.
   if (layout == GreyLayout::Nhwc && !is_training()) x = x.contiguous();
+  return x;
+}
+
+torch::Tensor SiameseNetImpl::embedReference(const torch::Tensor& images) {
+  auto x = referenceStem(images);
   x = conv2->forward(x).relu_();
   x = conv3->forward(x).relu_();
   // In bfloat16 the layer stays linear: autocast sends it to oneDNN's bf16 matrix product, while

@@ -74,9 +74,10 @@ class SiameseNetImpl : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& images);
 
   // The same, for inference (no gradients; the caller holds the model's weights lock). In
-  // evaluation mode on oneDNN, resnet18 runs with its BatchNorm folded into the convolutions and
-  // its activations in oneDNN's layout throughout (~1.5x embed's speed, the same values within
-  // float rounding); otherwise embed().
+  // evaluation mode on oneDNN, in fp32: resnet18 runs with its BatchNorm folded into the
+  // convolutions and its activations in oneDNN's layout throughout (~1.5x embed's speed, the same
+  // values within float rounding); the reference tower runs its last three layers on weights
+  // reordered once (bit-identical to embed() for two images or more); otherwise embed().
   torch::Tensor embedForInference(const torch::Tensor& images);
 
   // The head: linear2(|e1 - e2|) -> logits (different, same). [B, E] x [B, E] -> [B, 2].
@@ -123,10 +124,15 @@ class SiameseNetImpl : public torch::nn::Module {
     NhwcPooling  // grey, fp32 training: the first layer NCHW, pooled from an NHWC copy
   };
   GreyLayout greyLayout(const torch::Tensor& images) const;
+  // The reference tower's conv1, ReLU and pooling (NCHW out in inference), and the whole tower.
+  torch::Tensor referenceStem(const torch::Tensor& images);
   torch::Tensor embedReference(const torch::Tensor& images);
+  torch::Tensor embedReferenceFolded(const torch::Tensor& images);
   torch::Tensor embedConv4(const torch::Tensor& images);
   torch::Tensor embedResNet18(const torch::Tensor& images);
   torch::Tensor embedResNet18Folded(const torch::Tensor& images);
+  // Makes folded_ again when the weights or statistics changed since it was made.
+  void refold();
   // The sum of every parameter's and buffer's version counter: it grows with any change to them.
   int64_t stateVersion() const;
   // The modules of stage `i` (0-based).
@@ -144,8 +150,9 @@ class SiameseNetImpl : public torch::nn::Module {
   std::vector<torch::nn::AnyModule> layers;  // layer1..layer4
   torch::nn::Linear fc{nullptr};             // conv4 and resnet18's embedding layer
   torch::nn::Linear linear2{nullptr};
-  // resnet18's folded convolutions, in forward order, and the stateVersion() they were made at.
-  // Guarded, as the weights, by the model's weights lock.
+  // The inference path's convolutions with their weights in oneDNN's layout, in forward order
+  // (resnet18: BatchNorm folded in; reference: conv2, conv3, linear1), and the stateVersion()
+  // they were made at. Guarded, as the weights, by the model's weights lock.
   std::vector<FoldedConv> folded_;
   int64_t foldedVersion_ = -1;
 };

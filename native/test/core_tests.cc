@@ -268,6 +268,39 @@ void testGreyFirstLayerLayout() {
   }
 }
 
+// The reference tower's inference path (conv2, conv3 and linear1 on weights reordered once for
+// oneDNN) gives embed()'s embeddings bit for bit for two images or more, a lone image its row of a
+// batch, for grey and colour, square and not; and it follows a change to the weights.
+void testReferenceFoldedInference() {
+  torch::manual_seed(13);
+  for (const auto& shape : {NetworkShape{}, NetworkShape{Tower::Reference, 36, 28, 3, 16}}) {
+    SiameseNet net(shape);
+    if (!net->usesOneDnn()) return;
+    net->eval();
+    torch::InferenceMode inference;
+    const std::string what = std::to_string(shape.width) + "x" + std::to_string(shape.height) + "x" +
+                             std::to_string(shape.channels) + ", batch ";
+    const auto batch = torch::randn({64, shape.channels, shape.height, shape.width});
+    const auto whole = net->embedForInference(batch);
+    for (const int64_t n : {2, 7, 64}) {
+      const auto images = batch.narrow(0, 0, n);
+      check(torch::equal(net->embedForInference(images), net->embed(images)),
+            "reference inference path is embed() bit for bit, " + what + std::to_string(n));
+      check(torch::equal(net->embedForInference(images), whole.narrow(0, 0, n)),
+            "and does not depend on the batch, " + what + std::to_string(n));
+    }
+    check(torch::equal(net->embedForInference(batch.narrow(0, 5, 1)), whole.narrow(0, 5, 1)),
+          "a lone image gets its row of the batch, " + what + "1");
+    {
+      torch::NoGradGuard noGrad;
+      net->named_parameters()["conv3.weight"].mul_(1.5);
+    }
+    check(torch::equal(net->embedForInference(batch), net->embed(batch)),
+          "and follows a weight change, " + what + "64");
+    check(!torch::equal(net->embedForInference(batch), whole), "which changes the embeddings, " + what + "64");
+  }
+}
+
 void testBatchNormModesAndFreezing() {
   torch::manual_seed(3);
   SiameseNet net(NetworkShape{Tower::Conv4, 16, 16, 3, 8});
@@ -1088,6 +1121,7 @@ int main() {
   testStateShapesMatchTheNetwork();
   testBatchNormModesAndFreezing();
   testFoldedInference();
+  testReferenceFoldedInference();
   testGreyFirstLayerLayout();
   testTowerFilesAndInit();
   testContract();

@@ -56,6 +56,27 @@ for (const concurrency of [1, 16, 64]) {
   }
   rows.push(row)
 }
+// The ceiling: one caller, the forward pass fed whole batches of 64 pairs (what 64 callers can at
+// best share), against one pair at a time; pairs a second, median of 3 runs of `calls` pairs.
+const feed = async (pairs) => {
+  const a = new Uint8Array(pairs * 784)
+  const b = new Uint8Array(pairs * 784)
+  for (let p = 0; p < pairs; p++) {
+    a.set(image(p % 1000), p * 784)
+    b.set(image((p * 7 + 3) % 1000), p * 784)
+  }
+  await native.predictPairs(a, b, pairs) // warm-up
+  const rates = []
+  for (let rep = 0; rep < 3; rep++) {
+    const started = performance.now()
+    for (let done = 0; done < calls; done += pairs) await native.predictPairs(a, b, pairs)
+    rates.push(Math.ceil(calls / pairs) * pairs / ((performance.now() - started) / 1000))
+  }
+  return median(rates)
+}
+native.setPredictBatch(0)
+const ceiling = { single: await feed(1), batch64: await feed(64) }
+console.error(`one caller: ${ceiling.single.toFixed(0)} pairs/s one pair a call, ${ceiling.batch64.toFixed(0)} pairs/s in 64-pair calls`)
 native.dispose()
 
 const date = new Date().toISOString().slice(0, 10)
@@ -67,7 +88,9 @@ Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs, ${threads} threa
 | calls in flight | unbatched calls/s | p50 | p99 | batched calls/s | p50 | p99 | batched / unbatched |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows.map((r) => `| ${r.concurrency} | ${f(r.unbatched.callsPerSecond, 0)} | ${f(r.unbatched.p50, 2)} ms | ${f(r.unbatched.p99, 2)} ms | ${f(r.batched.callsPerSecond, 0)} | ${f(r.batched.p50, 2)} ms | ${f(r.batched.p99, 2)} ms | ${f(r.batched.callsPerSecond / r.unbatched.callsPerSecond, 2)}x |`).join('\n')}
+
+The ceiling, one caller feeding the forward pass back to back: ${f(ceiling.single, 0)} pairs/s one pair a call, ${f(ceiling.batch64, 0)} pairs/s in 64-pair calls (${f(ceiling.batch64 / ceiling.single, 2)}x); median of 3 runs of ${calls} pairs.
 `
-const name = writeResult('batching', date, { date, machine: thisMachine(), threads, calls, rows }, md)
+const name = writeResult('batching', date, { date, machine: thisMachine(), threads, calls, rows, ceiling }, md)
 console.log(md)
 console.error(`written: ${name}.json, .md`)
