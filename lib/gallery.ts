@@ -273,6 +273,10 @@ export class Gallery {
     existing: Database.Statement
     label: Database.Statement
     image: Database.Statement
+    list: Database.Statement
+    listLabel: Database.Statement
+    countLabel: Database.Statement
+    labels: Database.Statement
   }
 
   static {
@@ -289,7 +293,11 @@ export class Gallery {
       insert: db.prepare('INSERT INTO items (label, sha256, embedding, image, created) VALUES (?, ?, ?, ?, ?) ON CONFLICT (label, sha256) DO NOTHING RETURNING id'),
       existing: db.prepare('SELECT id, created FROM items WHERE label = ? AND sha256 = ?'),
       label: db.prepare('SELECT label FROM items WHERE id = ?'),
-      image: db.prepare('SELECT image FROM items WHERE id = ?')
+      image: db.prepare('SELECT image FROM items WHERE id = ?'),
+      list: db.prepare('SELECT id, label, sha256, created FROM items ORDER BY id LIMIT ? OFFSET ?'),
+      listLabel: db.prepare('SELECT id, label, sha256, created FROM items WHERE label = ? ORDER BY id LIMIT ? OFFSET ?'),
+      countLabel: db.prepare('SELECT count(*) AS total FROM items WHERE label = ?'),
+      labels: db.prepare('SELECT label, count(*) AS count FROM items GROUP BY label ORDER BY label')
     }
   }
 
@@ -394,15 +402,17 @@ export class Gallery {
    * ```
    */
   list (options: { label?: string, offset?: number, limit?: number } = {}): { items: GalleryItem[], total: number } {
-    const db = this.#open()
+    this.#open()
     if (!isPlainObject(options)) throw invalidArg('options', 'an object', options)
     const offset = options.offset === undefined ? 0 : integerIn(options.offset, 'offset', 0)
     const limit = options.limit === undefined ? 100 : integerIn(options.limit, 'limit', 1, 10_000)
     const label = options.label === undefined ? undefined : nonEmptyString(options.label, 'label')
-    const where = label === undefined ? '' : 'WHERE label = ?'
-    const args = label === undefined ? [] : [label]
-    const items = db.prepare(`SELECT id, label, sha256, created FROM items ${where} ORDER BY id LIMIT ? OFFSET ?`).all(...args, limit, offset) as GalleryItem[]
-    const { total } = db.prepare(`SELECT count(*) AS total FROM items ${where}`).get(...args) as { total: number }
+    if (label === undefined) {
+      // Every item is in the index: its size is the count, without a scan of the table.
+      return { items: this.#statements.list.all(limit, offset) as GalleryItem[], total: this.#index.size() }
+    }
+    const items = this.#statements.listLabel.all(label, limit, offset) as GalleryItem[]
+    const { total } = this.#statements.countLabel.get(label) as { total: number }
     return { items, total }
   }
 
@@ -415,7 +425,8 @@ export class Gallery {
    * ```
    */
   labels (): Array<{ label: string, count: number }> {
-    return this.#open().prepare('SELECT label, count(*) AS count FROM items GROUP BY label ORDER BY label').all() as Array<{ label: string, count: number }>
+    this.#open()
+    return this.#statements.labels.all() as Array<{ label: string, count: number }>
   }
 
   /** An item's stored image (PNG, at the model's input size), or undefined for an id not in the gallery. */
