@@ -148,6 +148,10 @@ t.test('every other PNG is left to sharp, and decodes as before', async (t) => {
   await t.rejects(decodeImage(cases['truncated image data'], target(28, 28, 1)), { code: 'ERR_INVALID_ARG' }, 'truncated: refused by sharp, as before')
   // Harmless chunks, and image data in two chunks, are read directly.
   t.same(decodeExactPng(encode(pixels, 28, 28, 0, { before: [text, chunk('pHYs', Buffer.alloc(9))], after: [text] }), 28, 28, 1), pixels, 'text and pHYs chunks: read')
+  const rgb = noise(28 * 28 * 3)
+  const marked = encode(rgb, 28, 28, 2, { before: [chunk('sRGB', Buffer.from([0])), text] })
+  t.same(decodeExactPng(marked, 28, 28, 3), rgb, 'an sRGB chunk: read')
+  t.same(decodeExactPng(marked, 28, 28, 3), await viaSharp(marked, target(28, 28, 3)), '... as sharp reads it')
   t.same(decodeExactPng(encode(pixels, 28, 28, 0, { split: true }), 28, 28, 1), pixels, 'two IDAT chunks: read')
   // Bigger than 64x64 RGB is inflated off the main thread, by sharp.
   t.equal(decodeExactPng(encode(opaque(noise(64 * 65 * 3), 3), 64, 65, 6), 64, 65, 3), undefined, 'over 64x64 RGBA: left to sharp')

@@ -305,6 +305,10 @@ bool SiameseNetImpl::usesOneDnn() const {
 }
 
 void SiameseNetImpl::useTrainingLayout(bool training) {
+  // Training's start and end: the inference path's reordered weights are dropped (made again at
+  // the next inference), so that a model holds no more after training than before it.
+  folded_.clear();
+  foldedVersion_ = -1;
   if (!usesOneDnn()) return;
   // oneDNN's convolutions train fastest on NHWC ("channels last") tensors (~15% a step here); a
   // convolution's output follows its weights' layout, so converting the weights moves the whole

@@ -109,8 +109,8 @@ class SiameseNetImpl : public torch::nn::Module {
   void train(bool on = true) override;
 
   // Puts the convolution weights in the layout that training (true) or inference (false) runs
-  // fastest in: NHWC for training on a CPU with oneDNN, NCHW otherwise. The caller holds the
-  // model's weights lock.
+  // fastest in: NHWC for training on a CPU with oneDNN, NCHW otherwise; and drops the inference
+  // path's reordered weights. The caller holds the model's weights lock.
   void useTrainingLayout(bool training);
 
   // True on a CPU whose LibTorch has oneDNN (mkldnn) enabled.
