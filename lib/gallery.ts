@@ -136,17 +136,7 @@ export async function openGallery (path: string, model: SiameseModel, options: O
  * ```
  */
 export function galleryFingerprint (path: string): string | undefined {
-  let db: Database.Database | undefined
-  try {
-    db = new Database(resolve(nonEmptyString(path, 'path')), { readonly: true, fileMustExist: true })
-    const row = db.prepare("SELECT value FROM gallery WHERE key = 'fingerprint'").get() as { value: string } | undefined
-    return row?.value
-  } catch (err) {
-    if (err instanceof SiameseTorchError) throw err
-    return undefined
-  } finally {
-    db?.close()
-  }
+  return readGalleryFile(resolve(nonEmptyString(path, 'path')), recordedFingerprint)
 }
 
 /**
@@ -154,18 +144,29 @@ export function galleryFingerprint (path: string): string | undefined {
  * model's fingerprint and its counts of items and labels; undefined when `path` is not a gallery.
  */
 export function gallerySummary (path: string): { fingerprint: string, items: number, labels: number } | undefined {
+  return readGalleryFile(path, (db) => {
+    const fingerprint = recordedFingerprint(db)
+    if (fingerprint === undefined) return undefined
+    const counts = db.prepare('SELECT count(*) AS items, count(DISTINCT label) AS labels FROM items').get() as { items: number, labels: number }
+    return { fingerprint, ...counts }
+  })
+}
+
+/** `read` of the gallery file at `path`, opened read-only; undefined when it is no readable gallery. */
+function readGalleryFile<T> (path: string, read: (db: Database.Database) => T | undefined): T | undefined {
   let db: Database.Database | undefined
   try {
     db = new Database(path, { readonly: true, fileMustExist: true })
-    const row = db.prepare("SELECT value FROM gallery WHERE key = 'fingerprint'").get() as { value: string } | undefined
-    if (row === undefined) return undefined
-    const counts = db.prepare('SELECT count(*) AS items, count(DISTINCT label) AS labels FROM items').get() as { items: number, labels: number }
-    return { fingerprint: row.value, ...counts }
+    return read(db)
   } catch {
     return undefined
   } finally {
     db?.close()
   }
+}
+
+function recordedFingerprint (db: Database.Database): string | undefined {
+  return (db.prepare("SELECT value FROM gallery WHERE key = 'fingerprint'").get() as { value: string } | undefined)?.value
 }
 
 /** The tables, made when missing; the gallery's record (made from `fresh` for a new file). */
