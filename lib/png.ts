@@ -30,6 +30,17 @@ const MAX_INLINE_BYTES = 64 * 64 * 4
  * to its end (`IEND`); otherwise undefined (not a PNG, or a truncated one: sharp then says why).
  */
 export function pngSize (bytes: Uint8Array): { width: number, height: number } | undefined {
+  const size = headerSize(bytes)
+  if (size === undefined) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let at = 8; at + 12 <= bytes.length; at += 12 + view.getUint32(at)) {
+    if (chunkType(bytes, at + 4) === 'IEND') return size
+  }
+  return undefined
+}
+
+/** Width and height from the signature and `IHDR` alone (the chunks after it are not looked at). */
+function headerSize (bytes: Uint8Array): { width: number, height: number } | undefined {
   if (bytes.length < 33 || !SIGNATURE.equals(bytes.subarray(0, 8))) return undefined
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (view.getUint32(8) !== 13 || chunkType(bytes, 12) !== 'IHDR') return undefined
@@ -37,10 +48,7 @@ export function pngSize (bytes: Uint8Array): { width: number, height: number } |
   const height = view.getUint32(20)
   // Zero or above PNG's 2^31 - 1: not a size to trust (sharp reads such a header, and refuses it).
   if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff) return undefined
-  for (let at = 8; at + 12 <= bytes.length; at += 12 + view.getUint32(at)) {
-    if (chunkType(bytes, at + 4) === 'IEND') return { width, height }
-  }
-  return undefined
+  return { width, height }
 }
 
 function chunkType (bytes: Uint8Array, at: number): string {
@@ -59,7 +67,8 @@ function chunkType (bytes: Uint8Array, at: number): string {
  * ```
  */
 export function decodeExactPng (bytes: Uint8Array, width: number, height: number, channels: 1 | 3): Uint8Array | undefined {
-  const size = pngSize(bytes)
+  // The chunks are checked whole, CRCs included, by imageData below.
+  const size = headerSize(bytes)
   if (size === undefined || size.width !== width || size.height !== height) return undefined
   // IHDR: bit depth 8, colour type 0 (grey), 2 (RGB), 4 (grey, alpha) or 6 (RGBA), compression
   // 0, filter 0, no interlace.
