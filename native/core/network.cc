@@ -366,11 +366,15 @@ torch::Tensor SiameseNetImpl::embed(const torch::Tensor& images) {
 }
 
 torch::Tensor SiameseNetImpl::embedForInference(const torch::Tensor& images) {
-  // The folded paths call oneDNN directly, in fp32; in bfloat16 the eager tower runs under autocast.
-  if (is_training() || !usesOneDnn() || lowerPrecisionActive(images.device().type())) return embed(images);
+  // The folded paths call oneDNN directly. In bfloat16 only the reference tower has one; the
+  // others run eagerly under autocast.
+  if (is_training() || !usesOneDnn()) return embed(images);
+  const bool bf16 = lowerPrecisionActive(images.device().type());
   switch (shape_.tower) {
-    case Tower::Reference: return embedReferenceFolded(images);
-    case Tower::ResNet18: return embedResNet18Folded(images);
+    case Tower::Reference: return bf16 ? embedReferenceFoldedBf16(images) : embedReferenceFolded(images);
+    case Tower::ResNet18:
+      if (!bf16) return embedResNet18Folded(images);
+      break;
     case Tower::Conv4: break;
   }
   return embed(images);
@@ -383,15 +387,24 @@ int64_t SiameseNetImpl::stateVersion() const {
   return version;
 }
 
-void SiameseNetImpl::refold() {
+void SiameseNetImpl::refold(bool bf16) {
   // Weights and statistics change in place (optimiser steps, training passes, copies from a
   // file), each bumping its tensor's version: the folded convolutions are made again then.
   const int64_t version = stateVersion();
-  if (version == foldedVersion_) return;
+  if (version == foldedVersion_ && bf16 == foldedBf16_) return;
   std::vector<FoldedConv> folded;
   if (shape_.tower == Tower::ResNet18) {
     folded.push_back(foldConv(*conv1, *bn1, 2, 3));
     for (const auto& layer : layers) layer.get<ResLayerImpl>().fold(folded);
+  } else if (bf16) {
+    // Cast as autocast casts them (round to nearest even), so that the sums are eager bf16's.
+    const auto half = [](const torch::Tensor& t) { return t.to(torch::kBFloat16); };
+    folded.push_back(reorderConv(half(conv2->weight), half(conv2->bias)));
+    folded.push_back(reorderConv(half(conv3->weight), half(conv3->bias)));
+    FoldedConv linear;
+    linear.weight = half(linear1->weight).contiguous();
+    linear.bias = half(linear1->bias).contiguous();
+    folded.push_back(linear);
   } else {
     folded.push_back(reorderConv(conv2->weight, conv2->bias));
     folded.push_back(reorderConv(conv3->weight, conv3->bias));
@@ -402,6 +415,7 @@ void SiameseNetImpl::refold() {
   }
   folded_ = std::move(folded);
   foldedVersion_ = version;
+  foldedBf16_ = bf16;
 }
 
 torch::Tensor SiameseNetImpl::embedReferenceFolded(const torch::Tensor& images) {
@@ -417,6 +431,21 @@ torch::Tensor SiameseNetImpl::embedReferenceFolded(const torch::Tensor& images) 
   x = runFolded(x, *next++).relu_();
   x = runFolded(x, *next++).relu_();
   return x.to_dense().flatten(1);
+}
+
+torch::Tensor SiameseNetImpl::embedReferenceFoldedBf16(const torch::Tensor& images) {
+  // embed() under autocast, on weights cast to bfloat16 and reordered once: autocast casts every
+  // weight on every call, and LibTorch's convolution reorders conv2's and conv3's on every pass
+  // too. The stem runs as in embed() (autocast computes it in bfloat16); linear1 stays a linear
+  // layer, as embed() keeps it in bfloat16. The same kernels on the same bfloat16 operands: the
+  // embeddings are bit for bit embed()'s under autocast, for batches of two or more.
+  refold(/*bf16=*/true);
+  const FoldedConv* next = folded_.data();
+  auto x = referenceStem(images).contiguous().to_mkldnn();
+  x = runFolded(x, *next++).relu_();
+  x = runFolded(x, *next++).relu_();
+  const FoldedConv& linear = *next;
+  return torch::linear(x.to_dense().flatten(1), linear.weight, linear.bias).relu_();
 }
 
 torch::Tensor SiameseNetImpl::embedResNet18Folded(const torch::Tensor& images) {

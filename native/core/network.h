@@ -128,11 +128,13 @@ class SiameseNetImpl : public torch::nn::Module {
   torch::Tensor referenceStem(const torch::Tensor& images);
   torch::Tensor embedReference(const torch::Tensor& images);
   torch::Tensor embedReferenceFolded(const torch::Tensor& images);
+  torch::Tensor embedReferenceFoldedBf16(const torch::Tensor& images);
   torch::Tensor embedConv4(const torch::Tensor& images);
   torch::Tensor embedResNet18(const torch::Tensor& images);
   torch::Tensor embedResNet18Folded(const torch::Tensor& images);
-  // Makes folded_ again when the weights or statistics changed since it was made.
-  void refold();
+  // Makes folded_ again when the weights or statistics changed since it was made, or when it was
+  // made for the other precision (`bf16`: the reference tower's bfloat16 path).
+  void refold(bool bf16 = false);
   // The sum of every parameter's and buffer's version counter: it grows with any change to them.
   int64_t stateVersion() const;
   // The modules of stage `i` (0-based).
@@ -151,10 +153,12 @@ class SiameseNetImpl : public torch::nn::Module {
   torch::nn::Linear fc{nullptr};             // conv4 and resnet18's embedding layer
   torch::nn::Linear linear2{nullptr};
   // The inference path's convolutions with their weights in oneDNN's layout, in forward order
-  // (resnet18: BatchNorm folded in; reference: conv2, conv3, linear1), and the stateVersion()
-  // they were made at. Guarded, as the weights, by the model's weights lock.
+  // (resnet18: BatchNorm folded in; reference: conv2, conv3, linear1; reference in bfloat16:
+  // conv2 and conv3, then linear1's weight and bias as dense bfloat16 tensors), the stateVersion()
+  // and the precision they were made for. Guarded, as the weights, by the model's weights lock.
   std::vector<FoldedConv> folded_;
   int64_t foldedVersion_ = -1;
+  bool foldedBf16_ = false;
 };
 TORCH_MODULE(SiameseNet);
 

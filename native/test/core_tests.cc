@@ -26,6 +26,7 @@
 #include "../core/model.h"
 #include "../core/model_file.h"
 #include "../core/network.h"
+#include "../core/precision.h"
 #include "../core/random.h"
 #include "../core/safetensors.h"
 #include "../core/sampling.h"
@@ -270,35 +271,65 @@ void testGreyFirstLayerLayout() {
 
 // The reference tower's inference path (conv2, conv3 and linear1 on weights reordered once for
 // oneDNN) gives embed()'s embeddings bit for bit for two images or more, a lone image its row of a
-// batch, for grey and colour, square and not; and it follows a change to the weights.
-void testReferenceFoldedInference() {
-  torch::manual_seed(13);
+// batch, for grey and colour, square and not; and it follows a change to the weights. In bfloat16
+// (where the CPU has it) the same, against embed() under autocast.
+void checkReferenceFoldedInference(Precision precision) {
+  const std::string in = precision == Precision::Bf16 ? " in bf16, " : ", ";
   for (const auto& shape : {NetworkShape{}, NetworkShape{Tower::Reference, 36, 28, 3, 16}}) {
     SiameseNet net(shape);
     if (!net->usesOneDnn()) return;
     net->eval();
     torch::InferenceMode inference;
-    const std::string what = std::to_string(shape.width) + "x" + std::to_string(shape.height) + "x" +
+    const std::string what = in + std::to_string(shape.width) + "x" + std::to_string(shape.height) + "x" +
                              std::to_string(shape.channels) + ", batch ";
     const auto batch = torch::randn({64, shape.channels, shape.height, shape.width});
+    const ComputeIn computeIn(precision, torch::kCPU);
     const auto whole = net->embedForInference(batch);
+    check(whole.scalar_type() == (precision == Precision::Bf16 ? torch::kBFloat16 : torch::kFloat),
+          "inference computes in the precision asked" + what + "64");
     for (const int64_t n : {2, 7, 64}) {
       const auto images = batch.narrow(0, 0, n);
       check(torch::equal(net->embedForInference(images), net->embed(images)),
-            "reference inference path is embed() bit for bit, " + what + std::to_string(n));
+            "reference inference path is embed() bit for bit" + what + std::to_string(n));
       check(torch::equal(net->embedForInference(images), whole.narrow(0, 0, n)),
-            "and does not depend on the batch, " + what + std::to_string(n));
+            "and does not depend on the batch" + what + std::to_string(n));
     }
     check(torch::equal(net->embedForInference(batch.narrow(0, 5, 1)), whole.narrow(0, 5, 1)),
-          "a lone image gets its row of the batch, " + what + "1");
+          "a lone image gets its row of the batch" + what + "1");
     {
       torch::NoGradGuard noGrad;
-      net->named_parameters()["conv3.weight"].mul_(1.5);
+      net->named_parameters()[precision == Precision::Bf16 ? "linear1.weight" : "conv3.weight"].mul_(1.5);
     }
-    check(torch::equal(net->embedForInference(batch), net->embed(batch)),
-          "and follows a weight change, " + what + "64");
-    check(!torch::equal(net->embedForInference(batch), whole), "which changes the embeddings, " + what + "64");
+    check(torch::equal(net->embedForInference(batch), net->embed(batch)), "and follows a weight change" + what + "64");
+    check(!torch::equal(net->embedForInference(batch), whole), "which changes the embeddings" + what + "64");
   }
+}
+
+void testReferenceFoldedInference() {
+  torch::manual_seed(13);
+  checkReferenceFoldedInference(Precision::Fp32);
+  try {
+    checkPrecision(Precision::Bf16, torch::kCPU);
+  } catch (const UnsupportedError&) {
+    std::printf("skip: this CPU has no bfloat16 (the reference tower's bf16 inference path)\n");
+    return;
+  }
+  checkReferenceFoldedInference(Precision::Bf16);
+  // fp32 after bf16 and back: each precision gets its own weights, not the other's cached ones.
+  SiameseNet net(NetworkShape{});
+  net->eval();
+  torch::InferenceMode inference;
+  const auto images = torch::randn({8, 1, 28, 28});
+  const auto fp32 = net->embedForInference(images);
+  torch::Tensor bf16;
+  {
+    const ComputeIn lower(Precision::Bf16, torch::kCPU);
+    bf16 = net->embedForInference(images);
+  }
+  check(torch::equal(net->embedForInference(images), fp32), "fp32 inference after bf16 is fp32's again");
+  check(fp32.scalar_type() == torch::kFloat && !torch::equal(bf16.to(torch::kFloat), fp32) &&
+            torch::allclose(bf16.to(torch::kFloat), fp32, 0.05, 0.05),
+        "and bf16's embeddings are close to fp32's, not equal");
 }
 
 void testBatchNormModesAndFreezing() {
