@@ -205,7 +205,7 @@ export interface NativeEvaluationOptions {
 
 /** The addon's model object. */
 export interface NativeModel {
-  info(): { config: NativeModelConfig, device: string, threads: number, precision: Precision, metadata: Record<string, string> }
+  info(): { config: NativeModelConfig, device: string, threads: number, precision: Precision, predictBatch: number, metadata: Record<string, string> }
   /** Throws ERR_UNSUPPORTED where this machine cannot compute in it; ERR_BUSY while training. */
   setPrecision(precision: Precision): void
   /** The most pairs concurrent predictPairs calls share a forward pass with (0: each its own; native/addon/batcher.h). */

@@ -282,26 +282,23 @@ export class SiameseModel {
     return this.#use().info().precision
   }
 
-  #predictBatch = 256
-
   /**
-   * The most pairs that concurrent `predict` calls share one forward pass with: calls made while
-   * the model's previous pass runs go into the next one together (whole calls, up to this many
-   * pairs). 0 gives every call its own pass. Default 256. A lone call never waits either way.
+   * The most pairs that concurrent `predict` and `compare` calls share one forward pass with:
+   * calls made while the model's previous pass runs go into the next one together (whole calls,
+   * up to this many pairs). 0 gives every call its own pass. Default: 32 on a CPU, where larger
+   * passes add latency and little throughput; 256 on a GPU. A lone call never waits either way.
    *
    * @example
    * ```ts
-   * model.predictBatch = 64   // smaller passes: a lower p99 under load, fewer pairs a second
+   * model.predictBatch = 16   // smaller passes: a lower p99 under load, fewer pairs a second
    * ```
    */
   get predictBatch (): number {
-    return this.#predictBatch
+    return this.#use().info().predictBatch
   }
 
   set predictBatch (pairs: number) {
-    const checked = integerIn(pairs, 'predictBatch', 0, 1 << 16)
-    this.#use().setPredictBatch(checked)
-    this.#predictBatch = checked
+    this.#use().setPredictBatch(integerIn(pairs, 'predictBatch', 0, 1 << 16))
   }
 
   /** Class names of the data it was trained on, when known. */

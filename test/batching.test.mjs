@@ -57,6 +57,30 @@ t.test('a batch takes at most its size in pairs; the rest go into the next batch
   native.dispose()
 })
 
+t.test('the default batch: 32 pairs on a CPU, so that 64 calls in flight fill two passes', async (t) => {
+  const config = { tower: 'reference', width: 28, height: 28, channels: 1, embeddingSize: 16, mean: [0.1307], std: [0.3081], loss: 'pair-ce', margin: 1, threshold: 0.5 }
+  const native = await binding().createModel(config, 'cpu', 3, 1)
+  t.equal(native.info().predictBatch, 32)
+  const left = Uint8Array.from(pairs[0][0])
+  const right = Uint8Array.from(pairs[0][1])
+  await native.predictPairs(left, right, 1)
+  const before = native.batchStats()
+  await Promise.all(Array.from({ length: 64 }, () => native.predictPairs(left, right, 1)))
+  const after = native.batchStats()
+  t.equal(after.pairs - before.pairs, 64)
+  t.ok(after.passes - before.passes >= 2, `64 calls in ${after.passes - before.passes} passes, none over 32 pairs`)
+  t.same(after.bySize.slice(6), before.bySize.slice(6), 'no pass of more than 32 pairs')
+  native.setPredictBatch(256)
+  t.equal(native.info().predictBatch, 256, 'and it can be set')
+  native.dispose()
+  const model = await createModel({ seed: 1, threads: 1 })
+  t.equal(model.predictBatch, 32, 'the public model reads the same default')
+  model.predictBatch = 7
+  t.equal(model.predictBatch, 7)
+  model.dispose()
+  t.throws(() => model.predictBatch, { code: 'ERR_DISPOSED' })
+})
+
 t.test('a bad call among concurrent ones is refused alone: inputs are checked before batching', async (t) => {
   const model = await createModel({ seed: 1, threads: 1 })
   const results = await Promise.allSettled([

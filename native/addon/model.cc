@@ -273,6 +273,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            std::optional<core::OptimizerSnapshot> checkpointState = std::nullopt) {
     Napi::Object object = Instance::get(env)->modelClass.New({});
     ModelWrap* wrap = Unwrap(object);
+    wrap->batcher_->setMaxPairs(PairBatcher::defaultMaxPairs(model->device()));
     wrap->model_ = std::move(model);
     wrap->checkpointState_ = std::move(checkpointState);
     return object;
@@ -324,6 +325,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("device", core::deviceName(model->device()));
       out.Set("threads", model->threads());
       out.Set("precision", core::choiceName(model->precision()));
+      out.Set("predictBatch", static_cast<double>(batcher_->maxPairs()));
       Napi::Object metadata = Napi::Object::New(env);
       for (const auto& [k, v] : model->metadata()) metadata.Set(k, v);
       out.Set("metadata", metadata);
@@ -633,7 +635,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::optional<core::OptimizerSnapshot> checkpointState_;  // loaded for a resume; handed to the run
   int jobs_ = 0;
   // Concurrent predictPairs calls gathered into shared forward passes (batcher.h).
-  std::shared_ptr<PairBatcher> batcher_ = std::make_shared<PairBatcher>(PairBatcher::kDefaultMaxPairs);
+  std::shared_ptr<PairBatcher> batcher_ = std::make_shared<PairBatcher>(PairBatcher::defaultMaxPairs(torch::kCPU));
   TrainingJob* training_ = nullptr;
 };
 
