@@ -9,7 +9,8 @@
 # The packages are downloaded with apt-get download into a private apt state (the system's apt
 # configuration is not touched) and unpacked with dpkg -x into a cache folder: never installed,
 # since their libraries need a newer libc. Cache: $SIAMESE_TORCH_CACHE, else
-# ${XDG_CACHE_HOME:-~/.cache}/siamese-torch.
+# ${XDG_CACHE_HOME:-~/.cache}/siamese-torch. With --fetch-only it downloads and unpacks them, and
+# stops there.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,6 +60,11 @@ fetch_headers() {
 # A cache from before a package joined the list is fetched again.
 if [ ! -f "$cache/stamp" ] || ! (for p in "${packages[@]}"; do grep -q "^${p}_" "$cache/stamp" || exit 1; done); then
   fetch_headers
+fi
+# --fetch-only: the download alone (CI starts it in the background while it builds).
+if [ "${1:-}" = --fetch-only ]; then
+  echo "check-torch26: LibTorch 2.6 headers ready in $cache"
+  exit 0
 fi
 
 node_api=$(cd "$here" && node -p "require('node-api-headers').include_dir")
