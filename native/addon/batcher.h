@@ -46,8 +46,8 @@ class PairBatcher {
   // a pass's time grows with its pairs from a few dozen on (the reference model does 96% of its
   // 64-pair rate in 32-pair passes): larger passes add only latency. Bounded at half of 64 calls
   // in flight, two passes alternate, each full; unbounded, their sizes swing between a few calls
-  // and all of them, and the p99 latency is twice the p50 (scripts/bench/batching.mjs). A GPU's
-  // pass costs about the same from one pair to hundreds.
+  // and all of them, and the p99 latency is two to three times the p50 (scripts/bench/batching.mjs
+  // and serve.mjs). A GPU's pass costs about the same from one pair to hundreds.
   static int64_t defaultMaxPairs(const torch::Device& device) { return device.is_cuda() ? 256 : 32; }
 
   explicit PairBatcher(int64_t maxPairs) : maxPairs_(maxPairs) {}

@@ -6,7 +6,8 @@
 // Batched is the model's default bound (predictBatch: 32 pairs a pass on a CPU); at 64 in flight
 // also passes of up to 256 pairs, the default before.
 // Writes scripts/bench/results/<date>[-N]-batching.json and .md and prints the table.
-// Usage: node scripts/bench/batching.mjs [--calls 3000] [--threads 2]
+// --device cuda runs it on a GPU (scripts/gpu/run.sh does), where bf16 is measured too.
+// Usage: node scripts/bench/batching.mjs [--calls 3000] [--threads 2] [--device cpu]
 import { performance } from 'node:perf_hooks'
 import { datasets, version } from '../../dist/index.mjs'
 import { binding } from '../../dist/binding.js'
@@ -18,11 +19,12 @@ const arg = (name, fallback) => {
 }
 const calls = arg('calls', 3000)
 const threads = arg('threads', 2)
+const device = process.argv.includes('--device') ? process.argv[process.argv.indexOf('--device') + 1] : 'cpu'
 
 const { test } = await datasets.embedded()
 const image = (i) => test.images.slice(i * 784, (i + 1) * 784)
 const config = { tower: 'reference', width: 28, height: 28, channels: 1, embeddingSize: 512, mean: [0.1307], std: [0.3081], loss: 'pair-ce', margin: 1, threshold: 0.5 }
-const native = await binding().createModel(config, 'cpu', 1, threads)
+const native = await binding().createModel(config, device, 1, threads)
 const defaultBatch = native.info().predictBatch
 
 const percentile = (xs, p) => {
@@ -79,8 +81,8 @@ const pairsPerSecond = async (model, [a, b]) => {
   return Math.ceil(calls / pairs) * pairs / ((performance.now() - started) / 1000)
 }
 const models = { fp32: native }
-if (version().bf16) {
-  models.bf16 = await binding().createModel(config, 'cpu', 1, threads)
+if (device !== 'cpu' || version().bf16) {
+  models.bf16 = await binding().createModel(config, device, 1, threads)
   models.bf16.setPrecision('bf16')
 }
 const shapes = { single: inputs(1), batch64: inputs(64) }
@@ -106,7 +108,7 @@ const date = new Date().toISOString().slice(0, 10)
 const f = (x, d = 1) => x.toFixed(d)
 const md = `# Concurrent predicts, shared forward passes, ${date}
 
-Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs, ${threads} threads. The reference model (28x28 grey), single-pair calls through the addon's predictPairs, ${calls} calls a run, each of the callers sending its next call when its last settles; median of 2 runs after a warm-up. Command: \`node scripts/bench/batching.mjs --calls ${calls} --threads ${threads}\`.
+Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs, ${threads} threads, device ${device}. The reference model (28x28 grey), single-pair calls through the addon's predictPairs, ${calls} calls a run, each of the callers sending its next call when its last settles; median of 2 runs after a warm-up. Command: \`node scripts/bench/batching.mjs --calls ${calls} --threads ${threads} --device ${device}\`.
 
 | calls in flight | unbatched calls/s | p50 | p99 | batched calls/s | p50 | p99 | batched / unbatched |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -120,6 +122,6 @@ ${bf16Ceiling === undefined
 : `
 In bfloat16 (\`setPrecision('bf16')\`, runs interleaved with fp32's), the same ceiling: ${f(bf16Ceiling.single, 0)} pairs/s one pair a call, ${f(bf16Ceiling.batch64, 0)} pairs/s in 64-pair calls (${f(bf16Ceiling.batch64 / bf16Ceiling.single, 2)}x).
 `}`
-const name = writeResult('batching', date, { date, machine: thisMachine(), threads, calls, defaultBatch, rows, ceiling, bf16Ceiling }, md)
+const name = writeResult('batching', date, { date, machine: thisMachine(), device, threads, calls, defaultBatch, rows, ceiling, bf16Ceiling }, md)
 console.log(md)
 console.error(`written: ${name}.json, .md`)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (see prepare.sh), in one call: builds the addon against the CUDA LibTorch
 # of `python3 -c 'import torch; print(torch.utils.cmake_prefix_path)'`, runs the CUDA test suite
-# (test/gpu/cuda.mjs) and the GPU benchmark against PyTorch (scripts/gpu/bench.mjs), and writes
-# logs and JSON to $OUT.
+# (test/gpu/cuda.mjs), the GPU benchmark against PyTorch (scripts/gpu/bench.mjs) and concurrent
+# predicts batched and not (scripts/bench/batching.mjs), and writes logs and JSON to $OUT.
 #
 # Dry run on a machine without a GPU (SIAMESE_TORCH_GPU_DRY_RUN=1): the same steps with the
 # CPU LibTorch and device 'cpu', up to where a GPU is needed; results go to $OUT or /tmp/gpu-out.
@@ -60,5 +60,10 @@ tests=$?
 step "benchmark against PyTorch on the same GPU"
 SIAMESE_TORCH_BENCH_PYTHON=$python SIAMESE_TORCH_BENCH_DEVICE=$device node scripts/gpu/bench.mjs "$OUT"
 bench=$?
-step "done: tests exit $tests, bench exit $bench"
-exit $((tests || bench))
+
+step "concurrent predicts on the device (scripts/bench/batching.mjs): batched against unbatched"
+node scripts/bench/batching.mjs --device $device --calls 3000 --threads "$(nproc)" &&
+  cp $(ls -t scripts/bench/results/*-batching.* | head -2) "$OUT/"
+batching=$?
+step "done: tests exit $tests, bench exit $bench, batching exit $batching"
+exit $((tests || bench || batching))
