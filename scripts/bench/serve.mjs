@@ -50,6 +50,19 @@ async function load (connections, payload = body) {
   return results.sort((x, y) => x.requestsPerSecond - y.requestsPerSecond)[Math.floor(runs / 2)]
 }
 
+/** A row at `connections`: unbatched (predictBatch 0), then batched in the model's default passes. */
+async function bothModes (label, connections) {
+  const row = { threads: model.threads, connections }
+  const defaultBatch = model.predictBatch
+  for (const [name, pairs] of [['unbatched', 0], ['batched', defaultBatch]]) {
+    model.predictBatch = pairs
+    row[name] = await load(connections)
+    console.error(`${label}, ${connections} connections, ${name}: ${row[name].requestsPerSecond.toFixed(0)} req/s, p50 ${row[name].p50} ms, p99 ${row[name].p99} ms, ${row[name].errors} errors`)
+  }
+  model.predictBatch = defaultBatch
+  return row
+}
+
 const rows = []
 const resizedRows = []
 const unboundedRows = []
@@ -57,15 +70,7 @@ for (const threads of threadCounts) {
   model = await createModel({ seed: 1, threads })
   const defaultBatch = model.predictBatch
   server = await serve({ models: { digits: model }, port: 0 })
-  for (const connections of [1, 16, 64]) {
-    const row = { threads, connections }
-    for (const [name, pairs] of [['unbatched', 0], ['batched', defaultBatch]]) {
-      model.predictBatch = pairs
-      row[name] = await load(connections)
-      console.error(`${threads} threads, ${connections} connections, ${name}: ${row[name].requestsPerSecond.toFixed(0)} req/s, p50 ${row[name].p50} ms, p99 ${row[name].p99} ms, ${row[name].errors} errors`)
-    }
-    rows.push(row)
-  }
+  for (const connections of [1, 16, 64]) rows.push(await bothModes(`${threads} threads`, connections))
   model.predictBatch = 256
   unboundedRows.push({ threads, batch: 256, ...await load(64) })
   console.error(`${threads} threads, 64 connections, passes of up to 256 pairs: ${unboundedRows.at(-1).requestsPerSecond.toFixed(0)} req/s, p50 ${unboundedRows.at(-1).p50} ms, p99 ${unboundedRows.at(-1).p99} ms`)
@@ -83,26 +88,22 @@ let bf16Row
 if (version().bf16) {
   model = await createModel({ seed: 1, threads: version().threads, precision: 'bf16' })
   server = await serve({ models: { digits: model }, port: 0 })
-  bf16Row = { threads: version().threads, connections: 64 }
-  const defaultBatch = model.predictBatch
-  for (const [name, pairs] of [['unbatched', 0], ['batched', defaultBatch]]) {
-    model.predictBatch = pairs
-    bf16Row[name] = await load(64)
-    console.error(`bf16, ${bf16Row.threads} threads, 64 connections, ${name}: ${bf16Row[name].requestsPerSecond.toFixed(0)} req/s, p50 ${bf16Row[name].p50} ms, p99 ${bf16Row[name].p99} ms, ${bf16Row[name].errors} errors`)
-  }
+  bf16Row = await bothModes(`bf16, ${version().threads} threads`, 64)
   await server.close()
   model.dispose()
 }
 
 const date = new Date().toISOString().slice(0, 10)
 const f = (x, d = 0) => Number(x).toFixed(d)
+const modesHeader = `| threads | connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`
+const modesRow = (r) => `| ${r.threads} | ${r.connections} | ${f(r.unbatched.requestsPerSecond)} | ${r.unbatched.p50} ms | ${r.unbatched.p99} ms | ${r.unbatched.errors} | ${f(r.batched.requestsPerSecond)} | ${r.batched.p50} ms | ${r.batched.p99} ms | ${r.batched.errors} | ${f(r.batched.requestsPerSecond / r.unbatched.requestsPerSecond, 2)}x |`
 const md = `# The HTTP server under load, ${date}
 
 Machine: ${thisMachine().cpuModel}, ${thisMachine().cpus} CPUs; the model on ${threadCounts.join(' then ')} LibTorch threads (${version().threads}: the server's default for the models it loads). \`POST /compare\` of two 28x28 PNGs as sharp writes them (RGB, grey pixels; the reference model), autocannon on loopback in a worker thread of this process; each point the median (by requests a second) of ${runs} runs of ${seconds} s after a 2 s warm-up. Command: \`node scripts/bench/serve.mjs --seconds ${seconds} --runs ${runs} --threads ${threadCounts.join(',')}\`.
 
-| threads | connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-${rows.map((r) => `| ${r.threads} | ${r.connections} | ${f(r.unbatched.requestsPerSecond)} | ${r.unbatched.p50} ms | ${r.unbatched.p99} ms | ${r.unbatched.errors} | ${f(r.batched.requestsPerSecond)} | ${r.batched.p50} ms | ${r.batched.p99} ms | ${r.batched.errors} | ${f(r.batched.requestsPerSecond / r.unbatched.requestsPerSecond, 2)}x |`).join('\n')}
+${modesHeader}
+${rows.map(modesRow).join('\n')}
 
 The same 64 connections batched in passes of up to 256 pairs instead of the default 32:
 
@@ -120,9 +121,8 @@ ${bf16Row === undefined
   : `
 The same 28x28 compare with the model computing in bfloat16 (\`precision: 'bf16'\`), 64 connections:
 
-| threads | connections | unbatched req/s | p50 | p99 | errors | batched req/s | p50 | p99 | errors | batched / unbatched |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| ${bf16Row.threads} | 64 | ${f(bf16Row.unbatched.requestsPerSecond)} | ${bf16Row.unbatched.p50} ms | ${bf16Row.unbatched.p99} ms | ${bf16Row.unbatched.errors} | ${f(bf16Row.batched.requestsPerSecond)} | ${bf16Row.batched.p50} ms | ${bf16Row.batched.p99} ms | ${bf16Row.batched.errors} | ${f(bf16Row.batched.requestsPerSecond / bf16Row.unbatched.requestsPerSecond, 2)}x |
+${modesHeader}
+${modesRow(bf16Row)}
 `}`
 const name = writeResult('serve', date, { date, machine: thisMachine(), threads: threadCounts, seconds, runs, rows, unboundedRows, resizedRows, bf16Row }, md)
 console.log(md)
